@@ -1,0 +1,9 @@
+"""kinema: train, sample, encode, edit and evaluate generative video models.
+
+Conventions used everywhere (see README "Conventions"):
+  * model tensors are float ``[B, C, T, H, W]`` in ``[-1, 1]``;
+  * I/O arrays are uint8 ``[T, H, W, C]`` (one video) or ``[B, T, H, W, C]``;
+  * conversion between the two lives only in :mod:`kinema.io`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,68 @@
+"""Command-line entry point: ``kinema SUBCOMMAND ...``.
+
+Argument parsing only. Each subcommand lives in its own module of this package and defines
+
+    NAME = "prepare"                 # the subcommand
+    HELP = "one line for kinema --help"
+    def add_arguments(parser): ...   # argparse options
+    def run(args) -> int | None: ... # calls into kinema.<package>; returns the exit status
+
+Modules are discovered, so adding a working subcommand is adding a file; a subcommand exists
+only once it works. A ``KinemaError`` (bad input) is printed as one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from kinema import __version__
+from kinema.errors import KinemaError
+
+
+def _commands():
+    mods = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 50), m.NAME))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinema",
+        description="Train, sample, encode, edit and evaluate generative video models.",
+    )
+    parser.add_argument("--version", action="version", version=f"kinema {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _commands():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KinemaError as err:
+        print(f"kinema: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kinema: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
