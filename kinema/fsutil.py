@@ -81,6 +81,10 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     refuse_existing(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    # mkdtemp makes the folder 0700; give the result the permissions a plain mkdir would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     try:
         yield tmp
     except BaseException:

@@ -107,10 +107,6 @@ class ArchiveWriter:
             with open(self.folder / name, "w", encoding="utf-8") as f:
                 json.dump(obj, f, indent=1, ensure_ascii=False)
                 _sync(f)
-        # The temporary folder was made private (0700); an archive is data to share: honour umask.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(self.folder, 0o777 & ~mask)
         return index
 
     def abort(self) -> None:
