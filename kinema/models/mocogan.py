@@ -1,0 +1,116 @@
+"""``mocogan``: motion and content decomposed (Tulyakov et al., 2018).
+
+A clip is one content code held for the whole video plus a motion code per frame. The motion
+codes come from a GRU driven by fresh noise at every step, so motion is a learned random
+process: unrolling the GRU for more steps gives longer clips than the model was trained on.
+Each frame is drawn by a DCGAN image generator from concat(content, motion_t).
+
+Two discriminators look at the result: an image discriminator on ``image_frames`` frames
+picked at random from each clip (is every frame plausible?) and a 3-D convolutional video
+discriminator on the whole clip (is the motion plausible?). D returns both heads' logits.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from kinema.errors import KinemaError
+from kinema.models.layers import check_common, fold_time, need_labels, unfold_time
+from kinema.models.nets import ImageDiscriminator, ImageGenerator, VideoDiscriminator
+
+
+class MoCoGANGenerator(nn.Module):
+    """latents {"content": [n, Zc], "motion": [n, T, Ze]} (+ labels [n]) -> video [n, C, T, H, W]."""
+
+    can_extend = True
+
+    def __init__(self, resolution: int, frames: int, channels: int, num_classes: int, width: int,
+                 content_dim: int, motion_dim: int, noise_dim: int, upsample: str):
+        super().__init__()
+        self.resolution, self.frames, self.channels, self.num_classes = resolution, frames, channels, num_classes
+        self.content_dim, self.noise_dim = content_dim, noise_dim
+        # Motion: GRU over per-frame noise [n, T, Ze] -> motion codes [n, T, Zm] (h0 = 0).
+        self.gru = nn.GRU(noise_dim, motion_dim, batch_first=True)
+        self.net = ImageGenerator(content_dim + motion_dim, resolution, channels, width, num_classes, upsample)
+
+    def make_latents(self, n: int, frames: int | None = None, generator: torch.Generator | None = None,
+                     device="cpu") -> dict[str, torch.Tensor]:
+        """{"content": [n, Zc], "motion": [n, T, Ze]}, standard normal, drawn on CPU from ``generator``."""
+        content = torch.randn(n, self.content_dim, generator=generator)
+        motion = torch.randn(n, frames or self.frames, self.noise_dim, generator=generator)
+        return {"content": content.to(device), "motion": motion.to(device)}
+
+    def forward(self, latents: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
+        need_labels(self.num_classes, labels, "mocogan generator")
+        motion, _ = self.unroll(latents["motion"])  # [n, T, Zm]
+        return self.render(latents["content"], motion, labels)
+
+    def unroll(self, noise: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Motion codes from noise [n, T, Ze], continuing from GRU state h [1, n, Zm] (None: start).
+
+        Returns (motion [n, T, Zm], h [1, n, Zm]); streaming feeds h back to go on seamlessly.
+        """
+        return self.gru(noise.to(self.gru.weight_ih_l0.dtype), h)
+
+    def render(self, content: torch.Tensor, motion: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames from content [n, Zc] held over motion codes [n, T, Zm] -> video [n, C, T, H, W]."""
+        n, t = motion.shape[:2]
+        z = torch.cat([content.to(motion.dtype).unsqueeze(1).expand(n, t, -1), motion], 2)  # [n, T, Zc+Zm]
+        frame_labels = labels.repeat_interleave(t) if self.num_classes else None  # [n*T]
+        frames = self.net(z.reshape(n * t, -1), frame_labels)  # [n*T, C, H, W]
+        return unfold_time(frames, n)  # [n, C, T, H, W]
+
+
+class MoCoGANDiscriminator(nn.Module):
+    """video [B, C, T, H, W] (+ labels [B]) -> [image logits [B, k], video logits [B]].
+
+    The k = ``image_frames`` frames are drawn afresh on every call from the torch RNG of the
+    video's device (0 or >= T: all frames), the same frame indices for the whole batch.
+    """
+
+    def __init__(self, resolution: int, frames: int, channels: int, num_classes: int, width: int,
+                 video_width: int, image_frames: int, spectral_norm: bool):
+        super().__init__()
+        self.num_classes, self.image_frames = num_classes, image_frames
+        self.image = ImageDiscriminator(resolution, channels, width, num_classes, spectral_norm)
+        self.video = VideoDiscriminator(resolution, frames, channels, video_width, num_classes, spectral_norm)
+
+    def forward(self, video: torch.Tensor, labels: torch.Tensor | None = None) -> list[torch.Tensor]:
+        need_labels(self.num_classes, labels, "mocogan discriminator")
+        b, t = video.shape[0], video.shape[2]
+        k = self.image_frames if 0 < self.image_frames < t else t
+        picked = video
+        if k < t:
+            idx = torch.randperm(t, device=video.device)[:k]
+            picked = video.index_select(2, idx)  # [B, C, k, H, W]
+        frame_labels = labels.repeat_interleave(k) if self.num_classes else None
+        image_logits = self.image(fold_time(picked), frame_labels).view(b, k)
+        return [image_logits, self.video(video, labels)]
+
+
+def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_classes: int = 0, width: int = 32,
+          d_width: int | None = None, video_width: int | None = None, content_dim: int = 50, motion_dim: int = 10,
+          noise_dim: int = 10, image_frames: int = 4, spectral_norm: bool = False, upsample: str = "transpose"):
+    """MoCoGAN generator + image/video discriminators. Returns a ModelSet.
+
+    width / d_width / video_width: channels at half resolution of G, the image D and the video D
+    (D widths default to ``width`` and ``width // 2``: the 3-D head costs more per channel).
+    content_dim, motion_dim (GRU size), noise_dim: latent sizes (MoCoGAN's 50 / 10 / 10).
+    image_frames: frames per clip the image D judges (0 = all).
+    """
+    from kinema.models import ModelSet
+
+    check_common("mocogan", resolution, frames, channels, num_classes, width, upsample)
+    if min(content_dim, motion_dim, noise_dim) < 1 or image_frames < 0:
+        raise KinemaError("model mocogan: content_dim, motion_dim, noise_dim must be >= 1, image_frames >= 0")
+    d_width = d_width or width
+    video_width = video_width or max(width // 2, 1)
+    kwargs = dict(resolution=resolution, frames=frames, channels=channels, num_classes=num_classes, width=width,
+                  d_width=d_width, video_width=video_width, content_dim=content_dim, motion_dim=motion_dim,
+                  noise_dim=noise_dim, image_frames=image_frames, spectral_norm=spectral_norm, upsample=upsample)
+    G = MoCoGANGenerator(resolution, frames, channels, num_classes, width, content_dim, motion_dim, noise_dim,
+                         upsample)
+    D = MoCoGANDiscriminator(resolution, frames, channels, num_classes, d_width, video_width, image_frames,
+                             spectral_norm)
+    return ModelSet(G=G, D=D, E=None, kind="gan", name="mocogan", kwargs=kwargs)
