@@ -7,3 +7,12 @@ Conventions used everywhere (see README "Conventions"):
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy, so that `import kinema` stays light: kinema.load / kinema.save_video live in kinema.sample.api.
+    if name in ("load", "save_video"):
+        from kinema.sample import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'kinema' has no attribute {name!r}")
