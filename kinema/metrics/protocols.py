@@ -1,0 +1,85 @@
+"""Named evaluation protocols: the name states the metric, the sample counts and the clip length.
+
+Everything that changes the number is part of the protocol and is written into every result:
+how many real and fake clips, how many frames, how real clips are drawn (``real_sampling``),
+which part of the real data (``split``), the covariance estimator, KID subsets, IS splits, and
+the extractor's own resize rule (recorded by the evaluator from the extractor).
+
+Real-clip sampling rules:
+* ``one_clip_per_video``: a seeded random subset of ``num_real`` source videos (those with at
+  least ``frames`` frames), one clip of ``frames`` consecutive frames from each at a seeded
+  random offset (StyleGAN-V's rule for fvd2048_16f). Too few long-enough videos is an error.
+* ``random_frames``: ``num_real`` single frames drawn without replacement, seeded, from all
+  frames of all source videos (FID-style frame protocols).
+
+Fake samples: ``num_fake`` clips of ``frames`` frames, video ``i`` generated from seed
+``seed + i`` (or, for a folder of videos, the same sampling rule as the real side). For frame
+protocols, the fake frames are all frames of ``ceil(num_fake / frames)`` clips, truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from kinema.errors import KinemaError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    metric: str                 # "fvd" | "kvd" | "fid" | "kid" | "is" | "digits" | "shapes"
+    num_real: int               # real clips (or frames for unit == "frame"); 0 = none needed (IS)
+    num_fake: int
+    frames: int                 # frames per clip (0: the source's own clip length)
+    unit: str = "clip"          # "clip": video features; "frame": image features of single frames
+    real_sampling: str = "one_clip_per_video"
+    split: str = "all"          # the whole real source (kinema archives have no train/test split)
+    cov_ddof: int = 0           # covariance divides by N - ddof; 0 = StyleGAN/StyleGAN-V's estimator
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_num(self, num: int | None) -> "Protocol":
+        """The same protocol with ``num`` real and fake samples (recorded as an override)."""
+        if num is None:
+            return self
+        if num < 2:
+            raise KinemaError(f"--num must be at least 2, got {num}")
+        return replace(self, num_real=num if self.num_real else 0, num_fake=num,
+                       kid_subset_size=min(self.kid_subset_size, num), is_splits=min(self.is_splits, max(1, num // 2)))
+
+
+def _clip(name, metric, n, frames, **kw):
+    return Protocol(name, metric, 0 if metric == "is" else n, n, frames, **kw)
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
+    # The published-style protocols.
+    _clip("fvd2048_16f", "fvd", 2048, 16),
+    _clip("fvd2048_128f", "fvd", 2048, 128),
+    _clip("kvd2048_16f", "kvd", 2048, 16),
+    _clip("is2048_16f", "is", 2048, 16),
+    Protocol("fid50k_frames", "fid", 50000, 50000, 16, unit="frame", real_sampling="random_frames"),
+    Protocol("kid50k_frames", "kid", 50000, 50000, 16, unit="frame", real_sampling="random_frames"),
+    # Small ones for offline checks, tests and the training proxy (noisier; say so when you report).
+    _clip("fvd256_16f", "fvd", 256, 16),
+    _clip("fvd128_16f", "fvd", 128, 16),
+    _clip("kvd256_16f", "kvd", 256, 16),
+    _clip("is256_16f", "is", 256, 16),
+    Protocol("fid2k_frames", "fid", 2048, 2048, 16, unit="frame", real_sampling="random_frames"),
+    # Built-in dataset scores (kinema.metrics.digits): no extractor, no real pass; the value is
+    # the fraction of recognised frames, the result also carries consistency and the histogram.
+    # frames = 0: the source's own clip length (the generator's frames, the archive's clips).
+    Protocol("digits256", "digits", 0, 256, 0, real_sampling="none"),
+    Protocol("shapes256", "shapes", 0, 256, 0, real_sampling="none"),
+]}
+
+
+def get_protocol(name: str) -> Protocol:
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise KinemaError(f"--metric {name}: unknown protocol; known: {', '.join(PROTOCOLS)}") from None
