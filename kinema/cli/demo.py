@@ -1,0 +1,29 @@
+"""``kinema demo [--minutes 3] [--out runs/demo]``: train a small model on moving digits, write a preview."""
+
+from __future__ import annotations
+
+
+NAME = "demo"
+HELP = "train a small model on built-in moving digits for a few minutes and write a preview video"
+ORDER = 1
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget, preparation included")
+    p.add_argument("--out", default="runs/demo", help="run folder (an earlier demo there is replaced)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, latents and data order")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: the cores this process may use, minus those other programs keep busy)")
+    p.add_argument("--model", choices=["dcgan", "mocogan", "videogan", "videovae"], default=None,
+                   help="model to train instead of the demo preset's")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import torch
+
+    from kinema.train.demo import available_cores, run_demo
+
+    torch.set_num_threads(args.threads or available_cores())
+    run_demo(minutes=args.minutes, out=args.out, seed=args.seed, model=args.model, progress=not args.no_progress)
+    return 0

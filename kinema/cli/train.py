@@ -1,0 +1,124 @@
+"""``kinema train [ARCHIVE|builtin:NAME] --model mocogan --kimg 500 --batch 32 --out runs/x``.
+
+Argument parsing only: options start from a named preset (or, with ``--resume``, from the run's
+own ``config.json``) and override the fields given; ``kinema.train.train`` does the work.
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=N -m kinema train ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kinema.errors import KinemaError
+
+NAME = "train"
+HELP = "train a video model on an archive or a built-in dataset"
+ORDER = 30
+
+# option -> (config section, field); None values (not given) leave the base config alone.
+FIELDS = {
+    "data": ("data", "source"), "resolution": ("data", "resolution"), "frames": ("data", "frames"),
+    "workers": ("data", "num_workers"), "flip": ("data", "flip"),
+    "model": ("model", "name"), "width": ("model", "width"), "conditional": ("model", "conditional"),
+    "spectral_norm": ("model", "spectral_norm"),
+    "loss": ("loss", "kind"), "r1": ("loss", "r1_gamma"), "r1_interval": ("loss", "r1_interval"),
+    "lr_g": ("optim", "g_lr"), "lr_d": ("optim", "d_lr"), "grad_clip": ("optim", "grad_clip"),
+    "weight_decay": ("optim", "weight_decay"),
+    "kimg": ("schedule", "kimg"), "minutes": ("schedule", "minutes"), "batch": ("schedule", "batch"),
+    "seed": ("schedule", "seed"), "ema_kimg": ("schedule", "ema_kimg"),
+    "out": ("log", "out"), "snapshot_kimg": ("log", "snapshot_kimg"), "sample_kimg": ("log", "sample_kimg"),
+    "keep": ("log", "keep"),
+    "device": ("runtime", "device"), "compile": ("runtime", "compile"),
+}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("data", nargs="?", default=None,
+                   help="prepared archive folder or builtin:NAME (default: the preset's, builtin:moving_digits)")
+    p.add_argument("--preset", default="default", help="starting configuration: default, demo, tiny, gpu64")
+    p.add_argument("--model", choices=["dcgan", "mocogan", "videogan", "videovae"], help="model (preset: mocogan)")
+    p.add_argument("--kimg", type=float, help="train for this many thousand clips (preset: 500)")
+    p.add_argument("--minutes", type=float, help="also stop after this many minutes of wall clock")
+    p.add_argument("--batch", type=int, help="global batch, split over ranks (preset: 32)")
+    p.add_argument("--out", help="run folder (preset: runs/train)")
+    p.add_argument("--resume", metavar="latest|PATH", help="continue from the newest state in --out, or a state file")
+    p.add_argument("--seed", type=int, help="seed of weights, latents, data order (preset: 0)")
+    p.add_argument("--resolution", type=int, help="frame side for built-in data (archives decide their own)")
+    p.add_argument("--frames", type=int, help="frames per clip for built-in data")
+    p.add_argument("--width", type=int, help="base channel count of the networks")
+    p.add_argument("--loss", choices=["ns", "hinge"], help="GAN loss: non-saturating BCE or hinge")
+    p.add_argument("--r1", type=float, help="R1 gamma (0 = off)")
+    p.add_argument("--r1-interval", type=int, help="lazy R1: apply every N steps")
+    p.add_argument("--lr-g", type=float, help="generator learning rate")
+    p.add_argument("--lr-d", type=float, help="discriminator learning rate")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (0 = off)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    p.add_argument("--ema-kimg", type=float, help="EMA half-life in thousands of clips")
+    p.add_argument("--diffaug", metavar="LIST", help="D-input augmentation: comma list of translation,cutout,color or none")
+    p.add_argument("--conditional", action="store_true", default=None, help="condition on the archive's labels")
+    p.add_argument("--spectral-norm", action="store_true", default=None, help="spectral norm in D")
+    p.add_argument("--flip", action="store_true", default=None, help="random horizontal flips of real clips")
+    p.add_argument("--snapshot-kimg", type=float, help="save state + export every N kimg")
+    p.add_argument("--sample-kimg", type=float, help="write a sample grid every N kimg")
+    p.add_argument("--keep", type=int, help="keep the last K states and exports")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
+    p.add_argument("--workers", type=int, help="data loader worker processes")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--config", metavar="JSON", help="start from this config.json instead of the preset")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def _diffaug(spec: str) -> dict:
+    parts = {s.strip() for s in spec.split(",") if s.strip()}
+    unknown = parts - {"translation", "cutout", "color", "none"}
+    if unknown:
+        raise KinemaError(f"--diffaug: unknown augmentation(s) {sorted(unknown)} (translation, cutout, color, none)")
+    return {"translation": 0.125 if "translation" in parts else 0.0,
+            "cutout": 0.5 if "cutout" in parts else 0.0, "color": "color" in parts}
+
+
+def resolve_config(args):
+    """The config this command line asks for (base: --config, the run's config.json on resume, or a preset)."""
+    import dataclasses
+
+    from kinema.train.config import DiffAugConfig, get_preset, load_json, override
+
+    out_given = Path(args.out) if args.out else None
+    if args.config:
+        cfg = load_json(args.config)
+    elif args.resume and (out_given or Path(get_preset(args.preset).log.out)).joinpath("config.json").is_file():
+        cfg = load_json((out_given or Path(get_preset(args.preset).log.out)) / "config.json")
+    else:
+        cfg = get_preset(args.preset)
+    sections: dict[str, dict] = {}
+    for option, (section, field) in FIELDS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            sections.setdefault(section, {})[field] = value
+    cfg = override(cfg, **sections)
+    if args.diffaug is not None:
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, augment=DiffAugConfig(**_diffaug(args.diffaug))))
+    return cfg.validate()
+
+
+def run(args) -> int:
+    from kinema.train import dist, list_states, to_json, train
+
+    cfg = resolve_config(args)
+    if args.dry_run:
+        dist.print0(to_json(cfg), end="")
+        return 0
+    if not args.resume and list_states(cfg.log.out):
+        raise KinemaError(f"{cfg.log.out}: already holds a run (training-state-*.pt); pass --resume latest "
+                          "to continue it or choose another --out")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    try:
+        result = train(cfg, resume=args.resume, log=dist.print0)
+    finally:
+        dist.shutdown()
+    if result.export is not None:
+        dist.print0(f"export: {result.export}")
+    return 0

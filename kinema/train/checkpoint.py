@@ -1,0 +1,249 @@
+"""Training states and inference exports: atomic writes, keep-last-K, latest discovery, RNG capture.
+
+Run folder::
+
+    OUT/training-state-000512k.pt     everything to resume (this module)
+    OUT/export-000512k.safetensors    G_ema weights   (kinema.models.save_generator)
+    OUT/export-000512k.json           its model name, kwargs and meta
+
+A training state is ``torch.save`` of plain containers and tensors only, read back with
+``torch.load(weights_only=True)``: no pickled code, and a hostile file cannot run anything.
+numpy arrays (in RNG or loader states) are stored as uint8 tensors plus dtype and shape.
+A SHA-256 digest over every tensor's bytes and every scalar is stored inside the file, so a
+flipped byte is reported as tampering rather than silently resumed from; a torn file fails the
+zip reader. Both become a one-line ``KinemaError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kinema.errors import KinemaError
+from kinema.fsutil import atomic_path
+
+FORMAT = "kinema-training-state"
+VERSION = 1
+STATE_RE = re.compile(r"^training-state-(\d+)k\.pt$")
+EXPORT_RE = re.compile(r"^export-(\d+)k\.safetensors$")
+# Test hook: seconds to sleep halfway through writing a training state (to SIGKILL a writer).
+SLOW_WRITE_ENV = "KINEMA_TEST_SLOW_CHECKPOINT_WRITE"
+
+
+def kimg_tag(nimg: int) -> str:
+    """Clips seen -> the thousands tag used in file names: 512345 -> '000512k'."""
+    return f"{int(nimg) // 1000:06d}k"
+
+
+def state_path(run_dir, nimg: int) -> Path:
+    return Path(run_dir) / f"training-state-{kimg_tag(nimg)}.pt"
+
+
+def export_path(run_dir, nimg: int) -> Path:
+    return Path(run_dir) / f"export-{kimg_tag(nimg)}.safetensors"
+
+
+# RNG states.
+
+def capture_rng() -> dict:
+    """Every global RNG kinema or its dependencies might draw from: python, numpy, torch CPU, CUDA."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+# Encoding to what weights_only accepts, and the digest.
+
+def _encode(obj):
+    """numpy values -> tensors / python scalars; tuples, lists, dicts walked; tensors to CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, np.ndarray):
+        data = np.ascontiguousarray(obj).tobytes()
+        raw = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        return {"__ndarray__": raw, "dtype": obj.dtype.str, "shape": list(obj.shape)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_encode(v) for v in obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a training state")
+
+
+def _decode(obj):
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            data = obj["__ndarray__"].numpy().tobytes()
+            return np.frombuffer(data, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_decode(v) for v in obj)
+    return obj
+
+
+def _digest(obj, h=None) -> str:
+    """SHA-256 over the structure, every scalar and every tensor's dtype, shape and bytes."""
+    top = h is None
+    h = h or hashlib.sha256()
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k, v in obj.items():
+            h.update(f"K{k!r}".encode())
+            _digest(v, h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _digest(v, h)
+    else:
+        h.update(f"S{obj!r}".encode())
+    return h.hexdigest() if top else ""
+
+
+# Save / load.
+
+def save_state(run_dir, nimg: int, state: dict, keep: int) -> Path:
+    """Write ``state`` (plain containers + tensors + numpy) atomically as the state for ``nimg``.
+
+    The file is serialised in memory first, then written; a crash (even SIGKILL) at any moment
+    leaves the previous files as they were and at most a ``.tmp-*`` file, which discovery
+    ignores. Afterwards all but the newest ``keep`` training states are deleted.
+    """
+    payload = _encode(state)
+    blob = {"format": FORMAT, "version": VERSION, "nimg": int(nimg), "digest": _digest(payload),
+            "payload": payload}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    data = buf.getbuffer()
+    path = state_path(run_dir, nimg)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            half = len(data) // 2
+            f.write(data[:half])
+            if os.environ.get(SLOW_WRITE_ENV):
+                f.flush()
+                time.sleep(float(os.environ[SLOW_WRITE_ENV]))
+            f.write(data[half:])
+    prune(run_dir, STATE_RE, keep)
+    return path
+
+
+def load_state(path) -> dict:
+    """Read a training state; one-line KinemaError if it is missing, torn, foreign or tampered."""
+    path = Path(path)
+    if not path.is_file():
+        raise KinemaError(f"{path}: no such training state")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip errors, unpickling refusals, EOF: all mean "not a good file"
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise KinemaError(f"{path}: unreadable training state (truncated or not a kinema file: {first[:160]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or "payload" not in blob:
+        raise KinemaError(f"{path}: not a kinema training state")
+    if blob.get("version") != VERSION:
+        raise KinemaError(f"{path}: training state version {blob.get('version')} (this kinema reads {VERSION})")
+    if _digest(blob["payload"]) != blob.get("digest"):
+        raise KinemaError(f"{path}: training state is corrupted or was modified (checksum mismatch)")
+    return _decode(blob["payload"])
+
+
+def list_states(run_dir) -> list[tuple[int, Path]]:
+    """(kimg, path) of the training states in ``run_dir``, oldest first; temp files ignored."""
+    return _list(run_dir, STATE_RE)
+
+
+def list_exports(run_dir) -> list[tuple[int, Path]]:
+    return _list(run_dir, EXPORT_RE)
+
+
+def _list(run_dir, pattern) -> list[tuple[int, Path]]:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := pattern.match(p.name)) and p.is_file()]
+    return sorted(found)
+
+
+def prune(run_dir, pattern, keep: int) -> None:
+    """Delete all but the newest ``keep`` files matching ``pattern`` (exports: with their .json)."""
+    for _, path in _list(run_dir, pattern)[:-keep]:
+        path.unlink(missing_ok=True)
+        if path.suffix == ".safetensors":
+            path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def remove_temporaries(run_dir) -> list[Path]:
+    """Delete ``.tmp-training-state-*`` / ``.tmp-export-*`` left by a killed writer; return them."""
+    run_dir = Path(run_dir)
+    gone = []
+    if run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if p.name.startswith((".tmp-training-state-", ".tmp-export-")) and p.is_file():
+                p.unlink(missing_ok=True)
+                gone.append(p)
+    return gone
+
+
+def find_resume(spec: str, run_dir, log=print) -> tuple[Path, dict]:
+    """``spec`` = "latest" (newest readable state in ``run_dir``) or a path -> (path, state).
+
+    With "latest", a state that fails to load (e.g. damaged on disk after it was written) is
+    reported and skipped in favour of the one before it.
+    """
+    if spec != "latest":
+        return Path(spec), load_state(spec)
+    states = list_states(run_dir)
+    if not states:
+        raise KinemaError(f"{run_dir}: no training-state-*.pt to resume from")
+    problems = []
+    for _, path in reversed(states):
+        try:
+            return path, load_state(path)
+        except KinemaError as err:
+            problems.append(str(err))
+            if log:
+                log(f"warning: skipping {err}")
+    raise KinemaError(f"{run_dir}: no readable training state ({problems[0]})")
+
+
+def save_export(run_dir, nimg: int, G_ema, model_name: str, model_kwargs: dict, meta: dict, keep: int) -> Path:
+    """Inference export of the EMA generator via kinema.models.save_generator, then keep-last-K."""
+    from kinema.models import save_generator
+
+    path = export_path(run_dir, nimg)
+    save_generator(path, G_ema, model_name, model_kwargs, meta)
+    prune(run_dir, EXPORT_RE, keep)
+    return path
+
+
+def latest_export(run_dir) -> Path:
+    """The newest ``export-*.safetensors`` of a run folder (KinemaError if there is none)."""
+    exports = list_exports(run_dir)
+    if not exports:
+        raise KinemaError(f"{run_dir}: no export-*.safetensors in this folder (has the run saved a snapshot?)")
+    return exports[-1][1]

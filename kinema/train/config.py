@@ -1,0 +1,255 @@
+"""Training configuration: a frozen dataclass tree, named presets, JSON round trip.
+
+The tree is printed at the start of a run and saved as ``OUT/config.json``. Presets are plain
+Python functions returning a full ``TrainConfig``; the CLI starts from one and overrides a few
+fields with ``dataclasses.replace``. Models never see this object: the loop turns ``model`` into
+explicit keyword arguments for ``kinema.models.build``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+
+from kinema.errors import KinemaError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "builtin:moving_digits"  # archive folder or builtin:NAME
+    resolution: int = 32                   # square frames, power of two 32..256
+    frames: int = 16                       # frames per training clip
+    channels: int | None = None            # None: whatever the archive holds
+    cache_dir: str | None = None           # where builtin:NAME is prepared (None: data's default)
+    flip: bool = False                     # loader augmentation of the real clips (horizontal flip)
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "mocogan"                  # dcgan | mocogan | videogan | videovae
+    width: int = 32                        # base channel count
+    conditional: bool = False              # condition on the archive's labels (if it has any)
+    spectral_norm: bool = False            # passed to the models that support it
+    extra: dict = field(default_factory=dict)  # other model-specific kwargs, passed through as is
+
+
+@dataclass(frozen=True)
+class DiffAugConfig:
+    """Differentiable augmentation of D's inputs, same parameters for every frame of a clip."""
+    translation: float = 0.125             # max shift as a fraction of the side (0 = off)
+    cutout: float = 0.0                    # side of the cut square as a fraction (0 = off)
+    color: bool = False                    # brightness / saturation / contrast jitter
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    kind: str = "ns"                       # "ns" (non-saturating BCE) | "hinge"
+    r1_gamma: float = 1.0                  # R1 weight (0 = off)
+    r1_interval: int = 4                   # lazy regularisation: every N D steps, gamma scaled by N
+    augment: DiffAugConfig = field(default_factory=DiffAugConfig)
+    kl_weight: float = 1.0                 # videovae: beta, the weight of the KL term
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    g_lr: float = 5e-4                     # TTUR: separate learning rates
+    d_lr: float = 5e-4
+    betas: tuple = (0.0, 0.99)
+    weight_decay: float = 0.0              # decoupled (AdamW) weight decay
+    grad_clip: float = 0.0                 # max global grad norm per network (0 = off)
+    d_steps: int = 1                       # D main steps per G step
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    kimg: float = 500.0                    # stop after this many thousand clips (0 = no limit)
+    minutes: float = 0.0                   # also stop after this wall-clock budget (0 = none)
+    batch: int = 32                        # global batch (per rank = batch / world)
+    seed: int = 0
+    ema_kimg: float = 10.0                 # EMA half-life in thousands of clips
+    ema_rampup: float = 0.05               # half-life <= rampup * clips seen (0 = off)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    out: str = "runs/train"
+    snapshot_kimg: float = 50.0            # training state + export every N kimg (and at the end)
+    sample_kimg: float = 10.0              # sample grid (mp4 + png) every N kimg
+    log_kimg: float = 1.0                  # scalars to jsonl / TensorBoard every N kimg
+    keep: int = 3                          # keep the last K training states and exports
+    num_samples: int = 8                   # videos in the fixed-seed grid
+    tensorboard: bool = True
+    progress: bool = True                  # tqdm bar
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"                   # auto | cpu | cuda
+    amp: bool = True                       # bf16 autocast on CUDA (always fp32 on CPU)
+    channels_last: bool = True             # CUDA only
+    compile: bool = False                  # torch.compile G and D
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def validate(self) -> "TrainConfig":
+        """Raise a one-line KinemaError for impossible settings; return self."""
+        checks = [
+            (self.model.name in ("dcgan", "mocogan", "videogan", "videovae"),
+             f"model: unknown model {self.model.name!r} (dcgan, mocogan, videogan, videovae)"),
+            (self.loss.kind in ("ns", "hinge"), f"loss: unknown kind {self.loss.kind!r} (ns, hinge)"),
+            (self.schedule.batch >= 1, "batch: must be >= 1"),
+            (self.schedule.kimg > 0 or self.schedule.minutes > 0, "kimg: must be > 0 (or give --minutes)"),
+            (self.loss.r1_interval >= 1, "r1_interval: must be >= 1"),
+            (self.optim.d_steps >= 1, "d_steps: must be >= 1"),
+            (self.log.keep >= 1, "keep: must be >= 1"),
+            (self.data.resolution in (32, 64, 128, 256), "resolution: must be 32, 64, 128 or 256"),
+            (4 <= self.data.frames <= 32, "frames: must be between 4 and 32"),
+            (self.runtime.device in ("auto", "cpu", "cuda") or self.runtime.device.startswith("cuda:"),
+             f"device: unknown device {self.runtime.device!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise KinemaError(message)
+        return self
+
+
+# Presets.
+
+def preset_default() -> TrainConfig:
+    """MoCoGAN at 32x32x16 on moving digits: the `kinema train` default."""
+    return TrainConfig()
+
+
+def preset_demo() -> TrainConfig:
+    """What `kinema demo` trains: a class-conditional frame GAN (dcgan), ~3 CPU minutes.
+
+    Picked among the four models and a dozen settings on the shared 2-core box (notes/train.md):
+    per-frame D judging every frame learns digit shapes fastest, class conditioning keeps a
+    clip's digit fixed while the latent walk moves it, and a high learning rate with R1 gamma 1
+    and translation DiffAugment gave the cleanest strokes in the budget.
+    """
+    return TrainConfig(
+        data=DataConfig(resolution=32, frames=8),
+        model=ModelConfig(name="dcgan", width=16, conditional=True),
+        loss=LossConfig(kind="ns", r1_gamma=1.0, r1_interval=4, augment=DiffAugConfig(translation=0.125)),
+        optim=OptimConfig(g_lr=2e-3, d_lr=2e-3, betas=(0.0, 0.99)),
+        schedule=ScheduleConfig(kimg=0.0, minutes=3.0, batch=16, ema_kimg=0.5, ema_rampup=0.1),
+        log=LogConfig(out="runs/demo", snapshot_kimg=1e9, sample_kimg=1e9, log_kimg=0.5, num_samples=8),
+    )
+
+
+def preset_tiny() -> TrainConfig:
+    """Smallest sensible run (tests, smoke checks): width 8, 32x32x4, batch 4."""
+    return TrainConfig(
+        data=DataConfig(resolution=32, frames=4),
+        model=ModelConfig(name="mocogan", width=8),
+        loss=LossConfig(r1_interval=2, augment=DiffAugConfig(translation=0.125, cutout=0.25, color=True)),
+        schedule=ScheduleConfig(kimg=0.016, batch=4, ema_kimg=0.01),
+        log=LogConfig(snapshot_kimg=1e9, sample_kimg=1e9, log_kimg=0.008, num_samples=2,
+                      tensorboard=False, progress=False),
+        runtime=RuntimeConfig(device="cpu"),
+    )
+
+
+def preset_gpu64() -> TrainConfig:
+    """The GPU reference setting: video GAN at 64x64x16, batch 64, bf16."""
+    return TrainConfig(
+        data=DataConfig(resolution=64, frames=16),
+        model=ModelConfig(name="videogan", width=64),
+        schedule=ScheduleConfig(kimg=5000.0, batch=64),
+        runtime=RuntimeConfig(device="cuda", compile=False),
+    )
+
+
+PRESETS = {"default": preset_default, "demo": preset_demo, "tiny": preset_tiny, "gpu64": preset_gpu64}
+
+
+def get_preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise KinemaError(f"preset: unknown preset {name!r} ({', '.join(PRESETS)})")
+    return PRESETS[name]()
+
+
+# JSON round trip.
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_json(cfg: TrainConfig) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=False) + "\n"
+
+
+def _from_dict(cls, data: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise KinemaError(f"{where}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING \
+            else known[name].default
+        if is_dataclass(default) and isinstance(value, dict):
+            value = _from_dict(type(default), value, where)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """Inverse of ``to_dict``; missing keys take their defaults, unknown keys are an error."""
+    if not isinstance(data, dict):
+        raise KinemaError(f"{where}: expected a JSON object")
+    return _from_dict(TrainConfig, data, where)
+
+
+def load_json(path) -> TrainConfig:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise KinemaError(f"{path}: cannot read config ({err})") from None
+    return from_dict(data, str(path))
+
+
+def override(cfg: TrainConfig, **sections) -> TrainConfig:
+    """``override(cfg, schedule={"kimg": 10}, loss={"augment": {"cutout": 0.5}})`` -> new config.
+
+    Fields not named keep their values; unknown names raise TypeError (a programming error).
+    """
+    return _replace(cfg, sections)
+
+
+def _replace(obj, values: dict):
+    # Nested dataclasses (e.g. loss.augment) may be given as dicts of their own fields.
+    updates = {}
+    for key, value in values.items():
+        current = getattr(obj, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            value = _replace(current, value)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        updates[key] = value
+    return dataclasses.replace(obj, **updates) if updates else obj
+
+
+def describe(cfg: TrainConfig) -> str:
+    """The resolved config as indented ``section.key = value`` lines (printed at start)."""
+    lines = []
+    for section in fields(cfg):
+        lines.append(f"{section.name}:")
+        for key, value in to_dict(getattr(cfg, section.name)).items():
+            lines.append(f"  {key:<14} {value}")
+    return "\n".join(lines)
