@@ -43,10 +43,7 @@ from kinema.sample.interpolate import slerp
 # Frame sources: each yields float chunks [1, C, t, H, W] in [-1, 1], t <= chunk, forever.
 
 def _recurrent_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tensor]:
-    """MoCoGAN-style G (``gru`` over per-frame noise + per-frame image ``net``): carry the GRU state.
-
-    Mirrors ``MoCoGANGenerator.forward`` for one chunk with a given initial hidden state.
-    """
+    """MoCoGAN-style G (``unroll`` motion noise through a GRU, ``render`` frames): carry the GRU state."""
     first = G.make_latents(1, frames=chunk, generator=gen, device=device)
     content = first["content"] * psi                          # [1, Zc], held for the whole stream
     noise = first["motion"] * psi                             # [1, chunk, Ze]
@@ -54,11 +51,8 @@ def _recurrent_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tenso
     y = torch.tensor([label], device=device) if G.num_classes else None
     while True:
         with torch.no_grad():
-            motion, h = G.gru(noise.to(G.gru.weight_ih_l0.dtype), h)      # [1, t, Zm], h [1, 1, Zm]
-            t = motion.shape[1]
-            z = torch.cat([content.to(motion.dtype).unsqueeze(1).expand(1, t, -1), motion], 2)
-            frames = G.net(z.reshape(t, -1), y.repeat_interleave(t) if y is not None else None)
-        yield frames.unsqueeze(0).transpose(1, 2)             # [t, C, H, W] -> [1, C, t, H, W]
+            motion, h = G.unroll(noise, h)                    # [1, t, Zm], h [1, 1, Zm]
+            yield G.render(content, motion, y)                # [1, C, t, H, W]
         noise = G.make_latents(1, frames=chunk, generator=gen, device=device)["motion"] * psi
 
 
@@ -117,7 +111,7 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
 
 def pick_strategy(G) -> str:
     """How chunks of this generator join (see the module doc): recurrent, walk or clips."""
-    if all(hasattr(G, a) for a in ("gru", "net", "content_dim")):
+    if all(hasattr(G, a) for a in ("unroll", "render")):
         return "recurrent"
     if all(hasattr(G, a) for a in ("anchor_every", "walk_angle", "z_dim")):
         return "walk"
