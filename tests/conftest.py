@@ -290,3 +290,15 @@ def bad_file_factory(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests: tiny convolutions run faster on one thread than on
+    two OpenMP threads contending for the 2 shared cores of a CI box."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -16,12 +16,7 @@ from kinema.errors import KinemaError
 from kinema.train import checkpoint, get_preset, list_states, load_state, override, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

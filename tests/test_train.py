@@ -15,13 +15,7 @@ from kinema.train.config import PRESETS, from_dict, to_dict
 from kinema.train.ema import ema_beta, make_ema, update_ema
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Other test files share 2 busy cores; torch's OpenMP threads stall each other under load.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

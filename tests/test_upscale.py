@@ -13,14 +13,6 @@ from kinema.edit.upscale import (Upscaler, UpscalerTrainConfig, bicubic_upscale,
 from kinema.errors import KinemaError
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    # Tiny convolutions run faster on one thread than on two contended ones (the CI box is shared).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
