@@ -29,7 +29,13 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from kinema.metrics.evaluate import evaluate
+    from kinema.train import dist
 
-    evaluate(args.metric, args.real, args.fake, extractor=args.extractor, weights=args.weights, out=args.out,
-             num=args.num, seed=args.seed, batch_size=args.batch, cache_dir=args.cache_dir, device=args.device)
+    # Under torchrun: one device per rank (cuda:LOCAL_RANK), clips sharded, rank 0 writes.
+    device = str(dist.init(args.device)) if dist.is_torchrun() else args.device
+    try:
+        evaluate(args.metric, args.real, args.fake, extractor=args.extractor, weights=args.weights, out=args.out,
+                 num=args.num, seed=args.seed, batch_size=args.batch, cache_dir=args.cache_dir, device=device)
+    finally:
+        dist.shutdown()
     return 0

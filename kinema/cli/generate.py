@@ -42,14 +42,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
     from kinema.errors import KinemaError
     from kinema.fsutil import refuse_existing
     from kinema.io.write import codec_for
     from kinema.sample import load, parse_seeds
-    from kinema.sample import outputs
+    from kinema.train import dist
 
     if args.seeds is not None and args.num is not None:
         raise KinemaError("give --seeds or --num, not both")
@@ -62,13 +61,32 @@ def run(args) -> int:
     refuse_existing(out, args.force)
     codec = "png" if args.frames_dir else args.codec
     codec_for(out, codec)  # unknown codecs fail before the model is loaded
-    model = load(args.export, device=args.device)
+    # Under torchrun each rank drives its own device (cuda:LOCAL_RANK) and takes its share of the seeds.
+    device = dist.init(args.device) if dist.is_torchrun() else args.device
+    try:
+        return _write(args, seeds, out, codec, load(args.export, device=device))
+    finally:
+        dist.shutdown()
+
+
+def _write(args, seeds, out, codec, model) -> int:
+    import sys
+
+    from kinema.sample import outputs
+    from kinema.train import dist
+
     fps = args.fps or model.fps
     enc = dict(codec=codec, crf=args.crf, preset=args.preset, force=args.force)
     gen = dict(frames=args.frames, class_=args.class_, truncation=args.truncation, batch=args.batch)
     label = args.seeds or f"0-{len(seeds) - 1}"
 
-    if args.walk_loop is not None:
+    if not (args.walk_loop is not None or args.interpolate is not None or args.grid or args.png_grid):
+        outputs.write_per_seed(model, seeds, out, fps, jobs=args.jobs, **enc, **gen)   # sharded over ranks
+        dist.print0(f"wrote {len(seeds)} videos to {out}/" + (f" ({dist.world_size()} ranks)" if dist.world_size() > 1
+                                                                   else ""), file=sys.stderr)
+    elif not dist.is_main():
+        pass                     # single files: rank 0 writes them, the others wait at the barrier below
+    elif args.walk_loop is not None:
         n = outputs.write_walk_loop(model, seeds, out, fps, args.walk_loop, args.class_, args.truncation, **enc)
         print(f"wrote {out} ({n}-frame loop through seeds {label})", file=sys.stderr)
     elif args.interpolate is not None:
@@ -78,7 +96,5 @@ def run(args) -> int:
     elif args.grid or args.png_grid:
         outputs.write_grid(model, seeds, out, fps, args.png_grid, args.cols, **enc, **gen)
         print(f"wrote {out} ({len(seeds)} videos)", file=sys.stderr)
-    else:
-        outputs.write_per_seed(model, seeds, out, fps, jobs=args.jobs, **enc, **gen)
-        print(f"wrote {len(seeds)} videos to {out}/", file=sys.stderr)
+    dist.barrier()
     return 0

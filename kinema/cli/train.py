@@ -26,6 +26,7 @@ FIELDS = {
     "weight_decay": ("optim", "weight_decay"),
     "kimg": ("schedule", "kimg"), "minutes": ("schedule", "minutes"), "batch": ("schedule", "batch"),
     "seed": ("schedule", "seed"), "ema_kimg": ("schedule", "ema_kimg"),
+    "world_invariant": ("schedule", "world_invariant"),
     "out": ("log", "out"), "snapshot_kimg": ("log", "snapshot_kimg"), "sample_kimg": ("log", "sample_kimg"),
     "keep": ("log", "keep"),
     "device": ("runtime", "device"), "compile": ("runtime", "compile"),
@@ -54,6 +55,8 @@ def add_arguments(p) -> None:
     p.add_argument("--grad-clip", type=float, help="max gradient norm (0 = off)")
     p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
     p.add_argument("--ema-kimg", type=float, help="EMA half-life in thousands of clips")
+    p.add_argument("--world-invariant", action="store_true", default=None,
+                   help="same results whatever the number of ranks: global-batch random draws, synced batch norm")
     p.add_argument("--diffaug", metavar="LIST", help="D-input augmentation: comma list of translation,cutout,color or none")
     p.add_argument("--conditional", action="store_true", default=None, help="condition on the archive's labels")
     p.add_argument("--spectral-norm", action="store_true", default=None, help="spectral norm in D")

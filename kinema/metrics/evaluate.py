@@ -28,6 +28,7 @@ from kinema.metrics.inception_score import inception_score
 from kinema.metrics.mmd import kernel_distance
 from kinema.metrics.protocols import Protocol, get_protocol
 from kinema.metrics.sources import open_source
+from kinema.train import dist
 
 EXTRACTORS = ("builtin", "i3d", "inception")
 
@@ -49,9 +50,19 @@ def load_extractor(name: str, unit: str, weights=None, device: str = "cpu"):
 
 
 def features_of(extractor, batches, device: str = "cpu") -> np.ndarray:
-    """uint8 batches [B, T, H, W, C] -> float64 features [N, D]."""
-    out = [extractor(torch.from_numpy(np.ascontiguousarray(b)).to(device)).cpu().numpy() for b in batches]
-    return np.concatenate(out).astype(np.float64)
+    """uint8 batches [B, T, H, W, C] -> float64 features [N, D].
+
+    Under torchrun batch ``j`` is extracted by rank ``j % world`` (``None`` batches are another
+    rank's, see ``sources``) and the features are gathered in batch order: every rank returns the
+    array one process computes, batch for batch the same extractor calls, so the same numbers.
+    """
+    world, rank = dist.world_size(), dist.rank()
+    mine = {j: extractor(torch.from_numpy(np.ascontiguousarray(b)).to(device)).cpu().numpy()
+            for j, b in enumerate(batches) if b is not None and j % world == rank}
+    parts = {}
+    for d in dist.all_gather_object(mine):    # [{batch index: features}] per rank
+        parts.update(d)
+    return np.concatenate([parts[j] for j in sorted(parts)]).astype(np.float64)
 
 
 def class_probs(extractor, features: np.ndarray) -> np.ndarray:
@@ -64,18 +75,21 @@ def class_probs(extractor, features: np.ndarray) -> np.ndarray:
 def _real_stats(p: Protocol, real, ext, ext_info, seed, batch_size, cache_dir, device, log) -> tuple[dict, bool]:
     key = cache.stats_key(real.content_hash, p.to_dict(), ext_info["sha256"], seed)
     hit = cache.load_stats(cache_dir, key)
+    if not all(dist.all_gather_object(hit is not None)):  # ranks agree: a real pass is collective
+        hit = None
     if hit is not None:
         log(f"{p.name}: cache hit: real statistics of {real.path} ({int(hit['n'])} samples)")
         return hit, True
     log(f"{p.name}: real pass over {real.path} ({p.num_real} {'frames' if p.unit == 'frame' else 'clips'})")
-    feats = features_of(ext, real.clips(p, p.num_real, seed, batch_size), device)
+    feats = features_of(ext, real.clips(p, p.num_real, seed, batch_size, shard=True), device)
     stats = FeatureStats(feats.shape[1])
     stats.update(feats)
     mean, cov = stats.mean_cov(p.cov_ddof)
     arrays = {"n": np.array(stats.n), "mean": mean, "cov": cov}
     if p.metric in ("kvd", "kid"):
         arrays["features"] = feats
-    cache.save_stats(cache_dir, key, arrays)
+    if dist.is_main():
+        cache.save_stats(cache_dir, key, arrays)
     return arrays, False
 
 
@@ -90,7 +104,8 @@ def run_protocol(p: Protocol, real, fake, ext, ext_info: dict, seed: int = 0, ba
             raise KinemaError(f"{p.name}: needs --real")
         real_stats, hit = _real_stats(p, real, ext, ext_info, seed, batch_size, cache_dir, device, log)
     log(f"{p.name}: fake pass over {fake.path} ({p.num_fake} {'frames' if p.unit == 'frame' else 'clips'})")
-    batches = fake.clips(p, p.num_fake, seed, batch_size)
+    # Classifier scores take all clips at once (every rank computes them); features are sharded.
+    batches = fake.clips(p, p.num_fake, seed, batch_size, shard=p.metric not in ("digits", "shapes"))
     std, scores = None, None
     if p.metric in ("digits", "shapes"):  # classifier scores (a dict, see kinema.metrics.digits)
         from kinema.metrics.digits import score_digits, score_shapes
@@ -169,9 +184,13 @@ def format_table(results: list[dict]) -> str:
 def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights=None, out=None,
              num: int | None = None, seed: int = 0, batch_size: int = 16, cache_dir=None,
              device: str = "cpu", log=print) -> list[dict]:
-    """Evaluate each named protocol in ``metrics``; real/fake are paths (see ``sources.open_source``)."""
-    quiet = log is None
-    log = log or (lambda *_: None)
+    """Evaluate each named protocol in ``metrics``; real/fake are paths (see ``sources.open_source``).
+
+    Under torchrun (``kinema.train.dist.init`` called) extraction is sharded over ranks, every rank
+    returns the same results, and only rank 0 logs and appends to ``out``.
+    """
+    quiet = log is None or not dist.is_main()
+    log = log if not quiet else (lambda *_: None)
     if extractor not in EXTRACTORS:
         raise KinemaError(f"--extractor {extractor}: unknown; choose from {', '.join(EXTRACTORS)}")
     protocols = [get_protocol(m).with_num(num) for m in metrics]
@@ -190,7 +209,7 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
         if num is not None:
             r["overrides"] = {"num": num}
         results.append(r)
-    if out is not None:
+    if out is not None and dist.is_main():
         append_jsonl(out, results)
     if not quiet:
         log(format_table(results))

@@ -3,6 +3,11 @@
 Every source yields uint8 batches [B, T, H, W, C] drawn by the protocol's rule (see
 ``protocols.py``) from a seed, and describes itself (kind, path, content hash, counts) for the
 result record. Clips are streamed batch by batch, so memory holds one batch, not the whole set.
+
+Under torchrun, ``clips(..., shard=True)`` yields ``None`` in place of the batches other ranks
+extract (batch ``j`` belongs to rank ``j % world``), so an archive reads and an export generates
+only this rank's batches; a folder of videos is decoded whole on every rank (its clips depend on
+a sequential seeded walk) and ``evaluate.features_of`` picks this rank's batches from it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.metrics.protocols import Protocol
+from kinema.train import dist
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".gif", ".m4v"}
 
@@ -32,6 +38,12 @@ def _batches(clips: Iterator[np.ndarray], batch_size: int) -> Iterator[np.ndarra
         buf.append(clip)
     if buf:
         yield np.stack(buf)
+
+
+def _others(shard: bool):
+    """A predicate on batch indices: True for the batches another rank extracts (``shard`` only)."""
+    world, rank = dist.world_size(), dist.rank()
+    return lambda j: shard and j % world != rank
 
 
 def _too_few(path, protocol: Protocol, need: int, found: int, short: int, longest: int) -> KinemaError:
@@ -53,8 +65,9 @@ class ArchiveSource:
         self.archive = open_archive(path)
         self.content_hash = self.archive.content_hash
 
-    def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:
-        a, rng = self.archive, np.random.default_rng(seed)
+    def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int,
+              shard: bool = False) -> Iterator[np.ndarray | None]:
+        a, rng, others = self.archive, np.random.default_rng(seed), _others(shard)
         if not protocol.frames:
             protocol = replace(protocol, frames=a.frames_per_clip)
         lengths = np.array([v["num_frames"] for v in a.videos], np.int64)
@@ -63,14 +76,16 @@ class ArchiveSource:
             if a.num_frames < count:
                 raise KinemaError(f"{self.path}: protocol {protocol.name} needs {count} frames; found {a.num_frames}")
             rows = rng.choice(a.num_frames, count, replace=False)
-            return (a.frames[np.sort(rows[i:i + batch_size])][:, None] for i in range(0, count, batch_size))
+            return (None if others(i // batch_size) else a.frames[np.sort(rows[i:i + batch_size])][:, None]
+                    for i in range(0, count, batch_size))
         ok = np.flatnonzero(lengths >= protocol.frames)
         if len(ok) < count:
             raise _too_few(self.path, protocol, count, len(ok), len(lengths) - len(ok), int(lengths.max(initial=0)))
         chosen = ok[rng.choice(len(ok), count, replace=False)]
         starts = offsets[chosen] + rng.integers(0, lengths[chosen] - protocol.frames + 1)
         t = np.arange(protocol.frames)
-        return (np.asarray(a.frames[starts[i:i + batch_size, None] + t]) for i in range(0, count, batch_size))
+        return (None if others(i // batch_size) else np.asarray(a.frames[starts[i:i + batch_size, None] + t])
+                for i in range(0, count, batch_size))
 
     def describe(self) -> dict:
         return {"kind": self.kind, "path": self.path, "content_hash": self.content_hash,
@@ -102,8 +117,9 @@ class FolderSource:
 
         return read_video(f).frames  # uint8 [T, H, W, 3]
 
-    def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:
-        rng = np.random.default_rng(seed)
+    def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int,
+              shard: bool = False) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(seed)  # every rank decodes everything (see the module docstring)
         if not protocol.frames:
             protocol = replace(protocol, frames=16)  # folders: the first common clip length
         if protocol.real_sampling == "random_frames":
@@ -171,8 +187,9 @@ class ExportSource:
         self.G, self.config = load_generator(path, device=device)
         self.content_hash = self.config.get("sha256", "")
 
-    def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int) -> Iterator[np.ndarray]:
-        G, frames = self.G, protocol.frames or self.G.frames
+    def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int,
+              shard: bool = False) -> Iterator[np.ndarray | None]:
+        G, frames, others = self.G, protocol.frames, _others(shard) or self.G.frames
         if frames > G.frames and not getattr(G, "can_extend", False):
             raise KinemaError(f"{self.path}: generator makes {G.frames}-frame clips and cannot extend them; "
                               f"protocol {protocol.name} needs {frames}")
@@ -182,6 +199,10 @@ class ExportSource:
             left = count
             for i in range(0, clips_needed, batch_size):
                 seeds = range(seed + i, seed + min(i + batch_size, clips_needed))
+                if others(i // batch_size):
+                    left -= min(len(seeds) * frames, left) if protocol.unit == "frame" else 0
+                    yield None
+                    continue
                 video = generate_clips(G, seeds, frames, self.device)
                 if protocol.unit == "frame":  # all frames of each clip, as 1-frame clips
                     video = video.reshape(-1, 1, *video.shape[2:])[:left]

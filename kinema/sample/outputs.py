@@ -5,10 +5,17 @@ folders via :func:`kinema.fsutil.atomic_dir`) and refuses to replace anything un
 Per-seed files can be encoded by ``jobs`` encoder threads at once (PyAV releases the GIL while
 encoding), so a fast generator is not held back by one encoder; memory stays bounded because at
 most ``2 * jobs`` videos wait for an encoder.
+
+Under torchrun, per-seed files are sharded over ranks: the seeds are cut into the same batches
+one process would use and batch ``j`` goes to rank ``j % world``, so every video is computed with
+the same batch composition and its file is byte-identical to the single-process one. All ranks
+write into one temporary folder (a filesystem every rank sees), renamed into place by rank 0 once
+every rank has succeeded. Grids, interpolations and loops are single files: rank 0 writes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +26,7 @@ from kinema.errors import KinemaError
 from kinema.fsutil import atomic_dir
 from kinema.sample.generate import generate_batches
 from kinema.sample.interpolate import interpolate_batches
+from kinema.train import dist
 
 
 def _encoding(codec: str, crf, preset) -> dict:
@@ -37,9 +45,10 @@ def write_per_seed(model, seeds: Sequence[int], out: str | Path, fps: float, cod
         raise KinemaError(f"jobs must be a whole number >= 1, got {jobs}")
     ext = CODECS[codec].ext if codec in CODECS else ""
     enc = _encoding(codec, crf, preset)
-    with atomic_dir(out, force=force) as tmp, ThreadPoolExecutor(max_workers=int(jobs)) as pool:
+    mine = rank_share(list(seeds), int(gen.get("batch", 8)))
+    with _atomic_dir_all_ranks(out, force) as tmp, ThreadPoolExecutor(max_workers=int(jobs)) as pool:
         pending = []
-        for batch_seeds, video in generate_batches(model.G, seeds, device=model.device, config=model.config, **gen):
+        for batch_seeds, video in generate_batches(model.G, mine, device=model.device, config=model.config, **gen):
             for seed, frames in zip(batch_seeds, to_uint8(video)):
                 pending.append(pool.submit(write_video, tmp / f"seed{seed:04d}{ext}", frames, fps, **enc))
             # Bound the queue: wait for the oldest encodes before generating more.
@@ -48,6 +57,48 @@ def write_per_seed(model, seeds: Sequence[int], out: str | Path, fps: float, cod
         for f in pending:
             f.result()
     return Path(out)
+
+
+def rank_share(seeds: list[int], batch: int) -> list[int]:
+    """This rank's seeds: batches ``j = rank, rank + world, ...`` of ``seeds`` cut ``batch`` at a time.
+
+    Every batch but the overall last is full, so ``generate_batches(mine, batch)`` re-cuts exactly
+    these batches. One process: all seeds.
+    """
+    world, rank = dist.world_size(), dist.rank()
+    if world == 1 or batch < 1:
+        return seeds
+    return [s for j in range(rank, -(-len(seeds) // batch), world) for s in seeds[j * batch:(j + 1) * batch]]
+
+
+@contextlib.contextmanager
+def _atomic_dir_all_ranks(out, force: bool):
+    """``atomic_dir`` shared by every rank: rank 0 makes the temporary folder, every rank writes into
+    it, and it is renamed into place only if every rank got through (else removed). One process:
+    plain ``atomic_dir``."""
+    if dist.world_size() == 1:
+        with atomic_dir(out, force=force) as tmp:
+            yield tmp
+        return
+    with contextlib.ExitStack() as stack:
+        made, error = None, None
+        if dist.is_main():
+            try:
+                made = str(stack.enter_context(atomic_dir(out, force=force)))
+            except KinemaError as err:
+                error = str(err)
+        made, error = dist.all_gather_object((made, error))[0]   # rank 0's folder (or its error)
+        if error:
+            raise KinemaError(error)
+        ok = False
+        try:
+            yield Path(made)
+            ok = True
+        finally:
+            everyone_ok = all(dist.all_gather_object(ok))
+        if not everyone_ok:
+            raise KinemaError(f"{out}: another rank failed while writing; nothing was written")
+    dist.barrier()  # the others return once rank 0 has renamed the folder into place
 
 
 def write_grid(model, seeds: Sequence[int], out: str | Path, fps: float, png: bool = False, cols=None,

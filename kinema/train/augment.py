@@ -12,13 +12,38 @@ so that training is reproducible and resumable bit for bit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 
-def _rand(gen: torch.Generator, *shape, device) -> torch.Tensor:
+@dataclass(frozen=True)
+class GlobalDraws:
+    """A generator shared by all ranks: every draw is made for the whole global batch of
+    ``world * b`` clips and rank ``rank`` keeps rows ``rank * b : (rank + 1) * b``, so clip ``i`` of
+    the global batch gets the same parameters whatever the number of ranks."""
+    gen: torch.Generator
+    rank: int
+    world: int
+
+
+def to_device(x: torch.Tensor, device) -> torch.Tensor:
+    """Copy a freshly drawn CPU tensor to ``device``. On CUDA through pinned memory, non-blocking:
+    a copy from pageable memory would make the host wait for the GPU on every training step."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
+def _rand(gen: torch.Generator | GlobalDraws, *shape, device) -> torch.Tensor:
     # Draw on the CPU generator, then move: the same numbers on every device.
-    return torch.rand(*shape, generator=gen).to(device)
+    if isinstance(gen, GlobalDraws):
+        b = shape[0]
+        every = torch.rand(b * gen.world, *shape[1:], generator=gen.gen)   # [world * b, ...]
+        return to_device(every[gen.rank * b:(gen.rank + 1) * b], device)
+    return to_device(torch.rand(*shape, generator=gen), device)
 
 
 def color(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -41,8 +66,8 @@ def translation(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> 
     dx = (_rand(gen, b, device="cpu") * (2 * rx + 1)).long() - rx
     padded = F.pad(x, (rx, rx, ry, ry))                              # [B, C, T, H+2ry, W+2rx]
     # Row/column indices into the padded clip: output pixel (i, j) reads (i + ry - dy, j + rx - dx).
-    rows = (torch.arange(h)[None, :] + ry - dy[:, None]).to(x.device)   # [B, H]
-    cols = (torch.arange(w)[None, :] + rx - dx[:, None]).to(x.device)   # [B, W]
+    rows = to_device(torch.arange(h)[None, :] + ry - dy[:, None], x.device)   # [B, H]
+    cols = to_device(torch.arange(w)[None, :] + rx - dx[:, None], x.device)   # [B, W]
     rows = rows[:, None, None, :, None].expand(b, c, t, h, w + 2 * rx)
     out = padded.gather(3, rows)                                     # [B, C, T, H, W+2rx]
     cols = cols[:, None, None, None, :].expand(b, c, t, h, w)
@@ -61,7 +86,7 @@ def cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.T
     inside_y = (ys >= (cy - sh // 2)[:, None]) & (ys < (cy - sh // 2 + sh)[:, None])   # [B, H]
     inside_x = (xs >= (cx - sw // 2)[:, None]) & (xs < (cx - sw // 2 + sw)[:, None])   # [B, W]
     keep = ~(inside_y[:, :, None] & inside_x[:, None, :])                             # [B, H, W]
-    return x * keep[:, None, None].to(device=x.device, dtype=x.dtype)
+    return x * to_device(keep[:, None, None], x.device).to(x.dtype)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, *, translation_ratio: float = 0.0,

@@ -70,6 +70,11 @@ class ScheduleConfig:
     seed: int = 0
     ema_kimg: float = 10.0                 # EMA half-life in thousands of clips
     ema_rampup: float = 0.05               # half-life <= rampup * clips seen (0 = off)
+    # True: results do not depend on the number of ranks (same global batch): latents, fake labels
+    # and D augmentation are drawn for the whole global batch from one stream shared by all ranks
+    # (each takes its slice), and batch-norm statistics are synchronised over ranks. False: per-rank
+    # streams seeded seed * world + rank, rank-local batch norm (cheaper: no extra all-reduces).
+    world_invariant: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,7 @@ def preset_tiny() -> TrainConfig:
 def preset_gpu64() -> TrainConfig:
     """The GPU reference setting: video GAN at 64x64x16, batch 64, bf16."""
     return TrainConfig(
-        data=DataConfig(resolution=64, frames=16),
+        data=DataConfig(resolution=64, frames=16, num_workers=4),   # pinned, prefetched uint8 batches
         model=ModelConfig(name="videogan", width=64),
         schedule=ScheduleConfig(kimg=5000.0, batch=64),
         runtime=RuntimeConfig(device="cuda", compile=False),

@@ -35,8 +35,11 @@ def make_ema(G: torch.nn.Module) -> torch.nn.Module:
 @torch.no_grad()
 def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
     """``p_ema <- beta * p_ema + (1 - beta) * p``; buffers (e.g. norm statistics) are copied."""
-    for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-        p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - beta)
+    ema, live = list(G_ema.parameters()), [p.detach() for p in G.parameters()]
+    if len(ema) != len(live):
+        raise ValueError(f"update_ema: {len(ema)} EMA parameters for {len(live)} generator parameters")
+    # One fused multi-tensor kernel instead of a launch per parameter (matters on GPUs).
+    torch._foreach_lerp_(ema, [p.to(e.dtype) for e, p in zip(ema, live)], 1.0 - beta)
     for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
         b_ema.copy_(b)
 

@@ -15,7 +15,10 @@ that train them; frozen uses go through the plain module (no gradient sync neede
 EMA, samples and exports always use the unwrapped module. R1 needs a double backward through D:
 ``autograd.grad`` towards the input does not touch DDP's parameter hooks, and the penalty's own
 backward does, once; ``0 * logits`` keeps every D parameter in that graph so DDP's reducer sees
-all of them.
+all of them. Before every save all ranks compare their parameters (``dist.check_consistent``).
+With ``schedule.world_invariant`` the random draws cover the global batch from one stream shared
+by all ranks (each keeps its slice) and batch norm is synchronised: the run then matches one
+process on the same global batches, and resumes exactly on another number of ranks.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_write_text
 from kinema.train import checkpoint, dist, losses
-from kinema.train.augment import from_config as make_augment
+from kinema.train.augment import GlobalDraws, from_config as make_augment, to_device
 from kinema.train.config import TrainConfig, describe, to_json
 from kinema.train.ema import ema_beta, make_ema, refresh_batchnorm, update_ema
 from kinema.train.logging import RunLogger, Stats
@@ -174,10 +177,14 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
             if net is not None:
                 _to_channels_last(net)
     G_ema = make_ema(G)
-    seed = dist.rank_seed(cfg.schedule.seed)
+    # Random streams: per rank (seed * world + rank), or, world-invariant, one stream shared by all
+    # ranks whose draws cover the global batch and are sliced per rank (latents(), aug_draws).
+    invariant = cfg.schedule.world_invariant
+    seed = cfg.schedule.seed if invariant else dist.rank_seed(cfg.schedule.seed)
     random.seed(seed), np.random.seed(seed % 2**32), torch.manual_seed(seed)
     gen_latent = torch.Generator().manual_seed(seed * 2 + 1)    # latents and fake labels
     gen_aug = torch.Generator().manual_seed(seed * 2 + 2)       # D-input augmentation
+    aug_draws = GlobalDraws(gen_aug, rank, world) if invariant else gen_aug
     augment = make_augment(cfg.loss.augment)
 
     # Optimizers: TTUR learning rates; the VAE trains E and G together.
@@ -194,7 +201,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
     # Resume: weights, optimizers, counters, loader position and every RNG state.
     if resume:
         nimg, step = _resume(resume, out, model_spec, {"G": G, "D": D, "E": E, "G_ema": G_ema}, optimizers,
-                             loader, (gen_latent, gen_aug), seed, say)
+                             loader, (gen_latent, gen_aug), seed, invariant, say)
 
     # Wrap for DDP: phases that train a network go through the wrapper, everything else not.
     G_train, D_train, E_train = G, D, E
@@ -203,6 +210,10 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
         # R1's double backward hands DDP gradients of a transposed layout for some weights: harmless.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         ids = [device.index] if cuda else None
+        if invariant:  # batch statistics over the global batch (G_ema keeps plain BN: eval only)
+            for net in (G, D, E):
+                if net is not None:
+                    dist.sync_batchnorm(net)
         G_train = DDP(G, device_ids=ids)
         D_train = DDP(D, device_ids=ids) if D is not None else None
         E_train = DDP(E, device_ids=ids) if E is not None else None
@@ -242,8 +253,19 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
             raise TrainingDiverged(f"loss {name} is {float(loss.detach())} at {nimg / 1000:.3f} kimg (step {step}); "
                                    f"stopping without saving, the last good state in {out} is intact")
 
+    def share(x: torch.Tensor, n: int) -> torch.Tensor:
+        # World-invariant: x holds the draws of the whole global batch [world * n, ...]; keep ours.
+        return x[rank * n:(rank + 1) * n] if invariant else x
+
     def fake_labels(n: int):
-        return torch.randint(num_classes, (n,), generator=gen_latent).to(device) if num_classes else None
+        if not num_classes:
+            return None
+        return to_device(share(torch.randint(num_classes, (n * world if invariant else n,), generator=gen_latent), n),
+                         device)
+
+    def latents(n: int) -> dict:
+        drawn = G.make_latents(n * world if invariant else n, generator=gen_latent)   # on the CPU
+        return {k: to_device(share(v, n), device) for k, v in drawn.items()}
 
     def opt_step(opt, params, name: str, stats_on: bool) -> None:
         params = [p for p in params if p.grad is not None]
@@ -261,6 +283,8 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
         if bool(bad):
             raise TrainingDiverged(f"a loss became NaN/Inf before {nimg / 1000:.3f} kimg (step {step}); "
                                    f"stopping without saving, the last good state in {out} is intact")
+        # Every rank must hold what rank 0 is about to save (collective: all ranks call it).
+        dist.check_consistent({"G": G, "D": D, "E": E, "G_ema": G_ema}, f"{out} at step {step}: ")
         if dist.is_main():
             state_path = checkpoint.save_state(out, nimg, {
                 "model": model_spec, "config": to_json(cfg),
@@ -272,7 +296,8 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
             meta = {"kimg": nimg / 1000, "fps": float(archive.fps or 8), "class_names": list(archive.class_names),
                     "source": cfg.data.source, "final": final}
             export_path = checkpoint.save_export(out, nimg, G_ema, models.name, models.kwargs, meta, cfg.log.keep)
-            logger.message(f"saved {state_path.name} and {export_path.name}")
+            logger.message(f"saved {state_path.name} and {export_path.name}"
+                           + (f" (parameters identical on {world} ranks)" if world > 1 else ""))
         dist.barrier()
 
     # Main loop.
@@ -293,14 +318,14 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
                 D.requires_grad_(True)
                 with torch.no_grad(), amp:
                     y_fake = fake_labels(batch)
-                    fake = G(G.make_latents(batch, generator=gen_latent, device=device), y_fake)
+                    fake = G(latents(batch), y_fake)
                 with amp:
-                    logits_fake = D_main(augment(fake, gen_aug), y_fake)
+                    logits_fake = D_main(augment(fake, aug_draws), y_fake)
                 loss_fake = losses.d_loss_fake(logits_fake, cfg.loss.kind)
                 guard("D(fake)", loss_fake)
                 loss_fake.backward()
                 with amp:
-                    logits_real = D_main(augment(real, gen_aug), labels)
+                    logits_real = D_main(augment(real, aug_draws), labels)
                 loss_real = losses.d_loss_real(logits_real, cfg.loss.kind)
                 guard("D(real)", loss_real)
                 loss_real.backward()
@@ -312,7 +337,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
 
             # D reg: lazy R1 on augmented reals, every r1_interval steps, gamma scaled by the interval.
             if use_D and cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
-                x = augment(real, gen_aug).detach().requires_grad_(True)
+                x = augment(real, aug_draws).detach().requires_grad_(True)
                 with amp:
                     logits = D_train(x, labels)
                 r1 = losses.r1_penalty(x, logits)
@@ -327,8 +352,8 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
                 D.requires_grad_(False)
                 with amp:
                     y_fake = fake_labels(batch)
-                    fake = G_train(G.make_latents(batch, generator=gen_latent, device=device), y_fake)
-                    loss_G = losses.g_loss(D_frozen(augment(fake, gen_aug), y_fake), cfg.loss.kind)
+                    fake = G_train(latents(batch), y_fake)
+                    loss_G = losses.g_loss(D_frozen(augment(fake, aug_draws), y_fake), cfg.loss.kind)
                 guard("G", loss_G)
                 loss_G.backward()
                 opt_step(opt_G, G.parameters(), "G", stats_on)
@@ -357,7 +382,9 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
 
             # Decide whether to stop (all ranks agree: a signal or the clock on any rank stops all).
             flags = torch.tensor([float(stop.requested), float(deadline is not None and time.monotonic() >= deadline)])
-            flags = dist.all_reduce_max(flags) if world > 1 else flags
+            # (Multi-rank: agreed every check_every steps only; with NCCL the reduce syncs the host.)
+            if world > 1:
+                flags = dist.all_reduce_max(flags) if step % check_every == 0 else torch.zeros(2)
             done = nimg >= total_nimg or bool(flags.any())
             if flags[0]:
                 stopped_by = "signal"
@@ -389,7 +416,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
                        stopped_by=stopped_by, seconds=seconds, last_log=record)
 
 
-def _resume(spec, out, model_spec, nets, optimizers, loader, generators, seed, say) -> tuple[int, int]:
+def _resume(spec, out, model_spec, nets, optimizers, loader, generators, seed, invariant, say) -> tuple[int, int]:
     """Load a training state into everything in place; returns (nimg, step)."""
     path, state = checkpoint.find_resume(spec, out, log=say)
     if state["model"] != json.loads(json.dumps(model_spec)):
@@ -403,8 +430,9 @@ def _resume(spec, out, model_spec, nets, optimizers, loader, generators, seed, s
     nimg, step = int(state["counters"]["nimg"]), int(state["counters"]["step"])
     loader.load_state_dict(state["loader"])
     gen_latent, gen_aug = generators
-    if len(state["ranks"]) == dist.world_size():
-        mine = state["ranks"][dist.rank()]
+    same_world = len(state["ranks"]) == dist.world_size()
+    if same_world or invariant:  # world-invariant: every rank held the same streams; take rank 0's
+        mine = state["ranks"][dist.rank() if same_world else 0]
         checkpoint.restore_rng(mine["rng"])
         gen_latent.set_state(mine["latent"]), gen_aug.set_state(mine["aug"])
     else:  # another number of ranks: fresh per-rank streams, derived from the position
