@@ -232,3 +232,17 @@ def test_fid_inception_layout_and_state_dict_loading(tmp_path):
                tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     loaded = load_fid_inception_state_dict(tmp_path / "pt_inception-2015-12-05-6726825d.pth")
     assert torch.equal(loaded.fc.weight, net.fc.weight)
+
+
+def test_protocol_names_state_the_protocol():
+    from kinema.metrics.protocols import get_protocol
+
+    p = get_protocol("fvd32_8f")
+    assert (p.metric, p.num_real, p.num_fake, p.frames, p.unit) == ("fvd", 32, 32, 8, "clip")
+    assert get_protocol("is64_4f").num_real == 0 and get_protocol("is64_4f").num_fake == 64
+    k = get_protocol("kid5k_frames")
+    assert (k.metric, k.num_real, k.unit, k.real_sampling) == ("kid", 5000, "frame", "random_frames")
+    assert get_protocol("fvd2048_16f") is get_protocol("fvd2048_16f")  # the table's own entry
+    for bad in ("fvd1_8f", "fvd32_0f", "fvd32", "lpips256_16f"):
+        with pytest.raises(KinemaError, match="unknown protocol"):
+            get_protocol(bad)

@@ -331,3 +331,24 @@ def test_cli_generate_outputs(exports, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"format": "nope"}))
     assert main(["generate", str(bad), "--out", str(tmp_path / "w")]) == 2
     assert "bad.json" in capsys.readouterr().err
+
+
+def test_a_run_folder_means_its_newest_export(tmp_path):
+    """kinema.load, kinema generate and kinema eval accept a training run folder."""
+    from kinema.metrics.sources import ExportSource, open_source
+    from kinema.models import build
+    from kinema.models.export import find_export, save_generator
+    from kinema.sample import load
+
+    ms = build("videogan", resolution=32, frames=4, channels=1, width=8)
+    for kimg in (1, 12):  # zero-padded tags: name order is training order
+        save_generator(tmp_path / f"export-{kimg:06d}k.safetensors", ms.G, "videogan", ms.kwargs, {"kimg": kimg})
+    newest = tmp_path / "export-000012k.safetensors"
+    assert find_export(tmp_path) == newest
+    assert load(tmp_path).path == str(newest)
+    src = open_source(tmp_path, "fake")
+    assert isinstance(src, ExportSource) and src.path == str(newest)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(KinemaError, match="no export"):
+        find_export(empty)

@@ -19,6 +19,7 @@ protocols, the fake frames are all frames of ``ceil(num_fake / frames)`` clips, 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, replace
 
 from kinema.errors import KinemaError
@@ -78,8 +79,24 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
 ]}
 
 
+# A name that states its protocol: fvd2048_16f, kvd512_8f, is256_16f; fid50k_frames, kid2k_frames.
+_CLIP_NAME = re.compile(r"^(fvd|kvd|is)(\d+)(k?)_(\d+)f$")
+_FRAME_NAME = re.compile(r"^(fid|kid)(\d+)(k?)_frames$")
+
+
 def get_protocol(name: str) -> Protocol:
-    try:
+    """The protocol of a name: one from the table, or any name of the standard forms
+    ``{fvd|kvd|is}{N}_{T}f`` (N clips of T frames, one clip per video) and ``{fid|kid}{N}[k]_frames``
+    (N single frames), so the name alone says what was measured."""
+    if name in PROTOCOLS:
         return PROTOCOLS[name]
-    except KeyError:
-        raise KinemaError(f"--metric {name}: unknown protocol; known: {', '.join(PROTOCOLS)}") from None
+    m = _CLIP_NAME.match(name) or _FRAME_NAME.match(name)
+    if m:
+        metric, n = m.group(1), int(m.group(2)) * (1000 if m.group(3) else 1)
+        if n >= 2 and (metric in ("fid", "kid") or int(m.group(4)) >= 1):
+            if metric in ("fid", "kid"):
+                return Protocol(name, metric, n, n, 16, unit="frame", real_sampling="random_frames",
+                                kid_subset_size=min(1000, n))
+            return _clip(name, metric, n, int(m.group(4)), kid_subset_size=min(1000, n), is_splits=min(10, max(1, n // 2)))
+    raise KinemaError(f"--metric {name}: unknown protocol; known: {', '.join(PROTOCOLS)}, or any name of the "
+                      "forms fvdN_Tf, kvdN_Tf, isN_Tf, fidN_frames, kidN_frames (N samples, T frames; Nk = N x 1000)")

@@ -223,10 +223,13 @@ def open_source(spec, role: str, device: str = "cpu"):
         raise KinemaError(f"{spec}: --{role} source not found")
     if p.is_dir() and (p / "index.json").exists():
         return ArchiveSource(p)
-    if p.is_dir():
+    is_run = p.is_dir() and any(p.glob("export-*.safetensors"))
+    if p.is_dir() and not is_run:
         return FolderSource(p)
-    if p.suffix in (".safetensors", ".json"):
+    if is_run or p.suffix in (".safetensors", ".json"):
         if role == "real":
             raise KinemaError(f"{spec}: a generator export cannot be the real source")
-        return ExportSource(p, device=device)
-    raise KinemaError(f"{spec}: not an archive folder, a folder of videos, or an export .safetensors")
+        from kinema.models.export import find_export
+
+        return ExportSource(find_export(p), device=device)
+    raise KinemaError(f"{spec}: not an archive folder, a folder of videos, a run folder, or an export .safetensors")

@@ -28,9 +28,24 @@ FORMAT_VERSION = 1
 _WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile / DDP wrappers
 
 
-def _paths(path) -> tuple[Path, Path]:
-    """Both files of an export, given either of them (or the stem)."""
+def find_export(path) -> Path:
+    """The ``.safetensors`` of an export given it, its ``.json``, its stem, or a training run folder
+    (then the newest ``export-NNNNNNk.safetensors`` in it: the tags are zero-padded, so name order
+    is training order)."""
     path = Path(path)
+    if path.is_dir():
+        exports = sorted(p for p in path.glob("export-*.safetensors") if p.is_file())
+        if not exports:
+            raise KinemaError(f"{path}: folder holds no export-*.safetensors (has the run saved a snapshot?)")
+        return exports[-1]
+    return _paths(path)[0]
+
+
+def _paths(path) -> tuple[Path, Path]:
+    """Both files of an export, given either of them, the stem, or a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = find_export(path)
     if path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
     return path.with_suffix(".safetensors"), path.with_suffix(".json")

@@ -107,15 +107,10 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Model:
 
     ``path`` may also be a training run folder, in which case its latest export is used.
     """
-    from kinema.models import load_generator
+    from kinema.models.export import find_export, load_generator
 
     check_device(device)
-    path = Path(path)
-    if path.is_dir():
-        exports = sorted(path.glob("export-*.safetensors"))
-        if not exports:
-            raise KinemaError(f"{path}: folder holds no export-*.safetensors")
-        path = exports[-1]
+    path = find_export(path)
     G, config = load_generator(path, device=device)
     return Model(G, config, device, str(path))
 

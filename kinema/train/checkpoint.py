@@ -243,7 +243,8 @@ def save_export(run_dir, nimg: int, G_ema, model_name: str, model_kwargs: dict, 
 
 def latest_export(run_dir) -> Path:
     """The newest ``export-*.safetensors`` of a run folder (KinemaError if there is none)."""
-    exports = list_exports(run_dir)
-    if not exports:
-        raise KinemaError(f"{run_dir}: no export-*.safetensors in this folder (has the run saved a snapshot?)")
-    return exports[-1][1]
+    from kinema.models.export import find_export
+
+    if not Path(run_dir).is_dir():
+        raise KinemaError(f"{run_dir}: not a run folder")
+    return find_export(run_dir)

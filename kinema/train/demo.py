@@ -2,13 +2,15 @@
 
 Prepares the built-in moving-digits dataset, trains the demo preset until the budget (which
 includes the preparation and the preview) runs out, then samples the exported EMA generator
-for fixed seeds and writes ``OUT/preview.mp4`` (4x4 grid, enlarged) and ``OUT/preview.png``
-(one row per video, one column per frame).
+for fixed seeds and writes ``OUT/preview.mp4`` (4x4 grid, enlarged), ``OUT/preview.png``
+(one row per video, one column per frame) and ``OUT/preview.json`` (the seeds and the truncation
+the preview used, so `kinema generate` and bench/bench_demo.py can reproduce it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -17,12 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from kinema.errors import KinemaError
+from kinema.fsutil import atomic_write_text
 from kinema.train.config import get_preset, override
 
 # Seconds kept back from the training budget for the final export and the preview.
 RESERVE_S = 8.0
+# Latent temperature of the preview (`kinema generate --truncation`): after a few minutes of
+# training the typical latents (near the prior's centre) give clean digits and the tails give
+# half-formed ones; scaling the latents trades variety within a class (the class itself is
+# drawn as usual) for cleaner strokes. Measured in notes/train.md ("Demo quality").
+PREVIEW_TRUNCATION = 1.0
 # Files a previous demo (or any kinema run) leaves in its folder: safe to replace.
-RUN_FILES = ("config.json", "log.jsonl", "preview.mp4", "preview.png")
+RUN_FILES = ("config.json", "log.jsonl", "preview.mp4", "preview.png", "preview.json")
 RUN_GLOBS = ("training-state-*.pt", "export-*.safetensors", "export-*.json", ".tmp-*")
 RUN_DIRS = ("tb", "samples")
 
@@ -108,15 +116,18 @@ def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=Non
 
     # Sample the export exactly as `kinema generate` would: one seed per video.
     G, config = load_generator(result.export)
-    videos = to_uint8(generate(G, list(range(16)), config=config))       # [16, T, 32, 32, C]
+    seeds = list(range(16))
+    videos = to_uint8(generate(G, seeds, config=config, truncation=PREVIEW_TRUNCATION))  # [16, T, 32, 32, C]
     fps = float(config.get("meta", {}).get("fps") or 8)
     # 32-pixel clips are hard to see: enlarge 4x (nearest) for the mp4.
     big = np.repeat(np.repeat(videos, 4, axis=2), 4, axis=3)
     mp4 = write_grid_video(out / "preview.mp4", big, fps=fps, cols=4, overwrite=True)
     png = write_grid_png(out / "preview.png", videos, overwrite=True)
+    atomic_write_text(out / "preview.json", json.dumps({"export": result.export.name, "seeds": seeds,
+                                                        "truncation": PREVIEW_TRUNCATION}, indent=2) + "\n")
     seconds = time.monotonic() - t0
     log(f"kinema demo: {result.nimg / 1000:.1f} kimg in {result.seconds:.0f} s of training, {seconds:.0f} s in all")
     log(f"  preview video: {mp4}\n  preview grid:  {png}\n  model export:  {result.export}")
-    log(f"  more: kinema generate {out} --seeds 0-63 --out {out}-videos")
+    log(f"  more: kinema generate {out} --seeds 0-63 --truncation {PREVIEW_TRUNCATION:g} --out {out}-videos")
     return DemoResult(out=out, preview_mp4=Path(mp4), preview_png=Path(png), export=result.export,
                       kimg=result.nimg / 1000, seconds=seconds, train_seconds=result.seconds)
