@@ -52,20 +52,8 @@ def kinema(*args) -> str:
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    """32 clips of 4 frames, 32x32 gray: a noisy moving bar, so batches differ from each other."""
-    from kinema.data import prepare
-    from kinema.io import write_video
-
-    root = tmp_path_factory.mktemp("bars")
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        frames = rng.integers(0, 40, (64, 32, 32, 1), dtype=np.uint8)
-        for t in range(64):
-            frames[t, :, (t + 7 * i) % 32] = 230
-        write_video(root / "src" / f"bar{i}.mp4", frames, fps=8)
-    prepare(root / "src", root / "archive", resolution=32, frames=4, channels=1, workers=1, verbose=False)
-    return root / "archive"
+def archive(bars_archive) -> Path:
+    return Path(bars_archive.path)
 
 
 # 4 steps of 4 clips (R1 every 2 steps, translation + cutout + colour augmentation, EMA): the tiny
