@@ -24,6 +24,14 @@ def refuse_existing(path: str | os.PathLike, force: bool) -> None:
         raise KinemaError(f"{path}: already exists (pass --force to replace it)")
 
 
+def _default_mode(kind: int) -> int:
+    """The permissions a plain ``open``/``mkdir`` would give (0o666 / 0o777 less the umask):
+    mkstemp and mkdtemp make private 0600 / 0700 temporaries, which must not leak into results."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return kind & ~umask
+
+
 def _fsync_dir(folder: Path) -> None:
     # Make the rename itself durable; not every platform allows opening a directory.
     with contextlib.suppress(OSError):
@@ -50,8 +58,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(tmp)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if tmp.is_file():  # (a writer may have replaced it by a folder, e.g. frames as PNGs)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, _default_mode(0o666))
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -81,10 +91,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     refuse_existing(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
-    # mkdtemp makes the folder 0700; give the result the permissions a plain mkdir would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    os.chmod(tmp, _default_mode(0o777))
     try:
         yield tmp
     except BaseException:

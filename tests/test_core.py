@@ -83,3 +83,16 @@ def test_cli_help_lists_only_working_commands():
     for mod in _commands():
         assert mod.NAME in out
         assert callable(mod.run) and callable(mod.add_arguments)
+
+
+def test_atomic_results_get_ordinary_permissions(tmp_path):
+    # mkstemp/mkdtemp temporaries are private; the finished file and folder must not be.
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f.json", "{}")
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
