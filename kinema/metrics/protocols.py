@@ -90,13 +90,14 @@ def get_protocol(name: str) -> Protocol:
     (N single frames), so the name alone says what was measured."""
     if name in PROTOCOLS:
         return PROTOCOLS[name]
-    m = _CLIP_NAME.match(name) or _FRAME_NAME.match(name)
-    if m:
+    if m := _CLIP_NAME.match(name):
+        metric, n, frames = m.group(1), int(m.group(2)) * (1000 if m.group(3) else 1), int(m.group(4))
+        if n >= 2 and frames >= 1:
+            return _clip(name, metric, n, frames, kid_subset_size=min(1000, n), is_splits=min(10, max(1, n // 2)))
+    elif m := _FRAME_NAME.match(name):
         metric, n = m.group(1), int(m.group(2)) * (1000 if m.group(3) else 1)
-        if n >= 2 and (metric in ("fid", "kid") or int(m.group(4)) >= 1):
-            if metric in ("fid", "kid"):
-                return Protocol(name, metric, n, n, 16, unit="frame", real_sampling="random_frames",
-                                kid_subset_size=min(1000, n))
-            return _clip(name, metric, n, int(m.group(4)), kid_subset_size=min(1000, n), is_splits=min(10, max(1, n // 2)))
+        if n >= 2:
+            return Protocol(name, metric, n, n, 16, unit="frame", real_sampling="random_frames",
+                            kid_subset_size=min(1000, n))
     raise KinemaError(f"--metric {name}: unknown protocol; known: {', '.join(PROTOCOLS)}, or any name of the "
                       "forms fvdN_Tf, kvdN_Tf, isN_Tf, fidN_frames, kidN_frames (N samples, T frames; Nk = N x 1000)")
