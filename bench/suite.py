@@ -10,9 +10,12 @@ and prints the table. Rows:
 
 * train    clips/s of kinema's own training loop (``kinema.train.train``: loader, D main, lazy R1,
            G main, EMA) per model at 64x64x16 and 128x128x16 (CPU: 32x32x16, --quick; 32 and 64
-           otherwise), measured between log records after a
-           warm-up; the baseline is the same loop in eager fp32 (``amp``, ``channels_last`` and
-           ``compile`` off; TF32 convolutions as PyTorch's cuDNN default has them). Peak memory.
+           otherwise), measured between log records after a warm-up. The baseline is the same loop
+           in eager fp32 (``precision=fp32``, ``channels_last=off``, ``fused=off``, no compile;
+           TF32 convolutions as PyTorch's cuDNN default has them). The headline model (videogan at
+           the first size) is measured with each setting added in turn (bf16, + channels-last,
+           + fused AdamW [= kinema's CUDA default], + torch.compile with --compile); the others
+           with the baseline and all settings. Peak memory.
            MFU = model FLOP/s / the card's dense bf16 peak, with model FLOPs per training clip
            defined as (forward FLOPs from ``kinema.models.flops_per_clip``; backward = 2 x forward):
              GAN: D phase  G forward without grad (1 G) + D fwd+bwd on the fake and the real (3 D + 3 D)
@@ -24,6 +27,11 @@ and prints the table. Rows:
 * loader   ClipLoader clips/s at 64x64x16, batch 64: workers (and, on a GPU, pinned uint8 copies
            finished on the device) against 0 workers on the CPU.
 * features feature-extraction clips/s (16x64x64 clips): batched against batch 1.
+* profile  where a training step of the headline model goes (kinema's default settings for the
+           device), from ``torch.profiler`` over a window of steps after a warm-up: wall ms per
+           step; the share in data loading (``kinema/data``) and in each phase (``kinema/D_main``,
+           ...); on a GPU the share of the step the GPU spends in kernels (the rest is launch
+           overhead and host work the GPU waits for) and kernels launched per step.
 
 Peak: ``--peak-tflops`` or, from the card's name, the dense bf16 spec (H100/H200 SXM: 989 TFLOP/s;
 PERF-FACTS measured 782 for an 8192^3 bf16 matmul, which would make every MFU 1.26x higher). On
@@ -111,20 +119,38 @@ def training_flops(name: str, resolution: int, frames: int, width: int, device: 
     return float(per_clip), f
 
 
-def train_rate(archive: Path, out: Path, model: str, width: int, batch: int, device: str, fast: bool,
-               seconds: float, compile_: bool = False) -> tuple[float, float | None]:
+# Training settings measured, each adding one to the previous; the first is the baseline.
+BASELINE = {"precision": "fp32", "channels_last": "off", "fused": "off", "compile": False}
+ABLATION = [("eager fp32", BASELINE),
+            ("bf16", {**BASELINE, "precision": "bf16"}),
+            ("bf16 + channels-last", {**BASELINE, "precision": "bf16", "channels_last": "on"}),
+            ("bf16 + channels-last + fused AdamW", {**BASELINE, "precision": "bf16", "channels_last": "on",
+                                                   "fused": "on"})]
+COMPILED = ("all + compile", {"precision": "bf16", "channels_last": "on", "fused": "on", "compile": True})
+
+
+def bench_config(archive: Path, out: Path, model: str, width: int, batch: int, device: str, runtime: dict,
+                 log_every: int = 1000, **schedule):
+    """The default preset on ``archive`` with benchmark logging (no samples, snapshots, TensorBoard)."""
+    from kinema.train import get_preset, override
+
+    return override(get_preset("default"),
+                    data={"source": str(archive), "num_workers": 2 if device == "cuda" else 0},
+                    model={"name": model, "width": width}, schedule={"kimg": 1e6, "batch": batch, **schedule},
+                    log={"out": str(out), "log_kimg": log_every * batch / 1000, "snapshot_kimg": 1e9,
+                         "sample_kimg": 1e9, "num_samples": 1, "tensorboard": False, "progress": False, "keep": 1},
+                    runtime={"device": device, **runtime})
+
+
+def train_rate(archive: Path, out: Path, model: str, width: int, batch: int, device: str, runtime: dict,
+               seconds: float) -> tuple[float, float | None]:
     """(clips/s after warm-up, peak GPU memory in GiB or None) of ``kinema.train.train``."""
-    from kinema.train import get_preset, override, train
+    from kinema.train import train
 
     # Log every few steps (each record syncs the host once), stop on the wall clock; the rate is
     # taken between the first record after the warm-up and the last one.
-    every = 4 if device == "cuda" else 2
-    cfg = override(get_preset("default"), data={"source": str(archive), "num_workers": 2 if device == "cuda" else 0},
-                   model={"name": model, "width": width},
-                   schedule={"kimg": 1e6, "minutes": seconds / 60, "batch": batch},
-                   log={"out": str(out), "log_kimg": every * batch / 1000, "snapshot_kimg": 1e9, "sample_kimg": 1e9,
-                        "num_samples": 1, "tensorboard": False, "progress": False, "keep": 1},
-                   runtime={"device": device, "amp": fast, "channels_last": fast, "compile": compile_})
+    cfg = bench_config(archive, out, model, width, batch, device, runtime, log_every=4 if device == "cuda" else 2,
+                       minutes=seconds / 60)
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -155,24 +181,71 @@ def bench_train(table: Table, tmp: Path, args, device: torch.device, peak: float
                 continue
             per_clip, fwd = training_flops(model, size, 16, args.width, device)
             label = f"{model} {size}x{size}x16 w{args.width} b{batch}"
-            base, base_mem = train_rate(archive, tmp / f"run-{model}-{size}-base", model, args.width, batch, dev,
-                                        False, args.train_seconds)
-            base_row = table.add("train", f"{label} eager fp32", base, "clips/s", limit=peak and peak / per_clip,
-                                 limit_name="clips/s at peak", peak_gib=base_mem, flops_per_clip=per_clip,
-                                 forward_flops=fwd, mfu=peak and base * per_clip / peak)
-            if dev != "cuda":
-                continue  # on CPU the fast settings are the baseline's: bf16 and channels-last are CUDA-only
-            variants = [("bf16 + channels-last", False)] + ([("bf16 + channels-last + compile", True)]
-                                                            if args.compile else [])
-            for what, comp in variants:
-                rate, mem = train_rate(archive, tmp / f"run-{model}-{size}-{comp}", model, args.width, batch, dev,
-                                       True, args.train_seconds + (60 if comp else 0), compile_=comp)
-                table.add("train", f"{label} {what}", rate, "clips/s", base_row["value"], "eager fp32",
-                          limit=peak and peak / per_clip, limit_name="clips/s at peak", peak_gib=mem,
-                          flops_per_clip=per_clip, forward_flops=fwd, mfu=peak and rate * per_clip / peak,
-                          mfu_tflops=rate * per_clip / 1e12)
-                table.add("memory", f"{label} {what} peak GPU memory", mem, "GiB", base_mem, "eager fp32",
-                          limit=torch.cuda.get_device_properties(device).total_memory / 2**30, limit_name="GiB")
+            headline = model == args.models[0] and size == args.sizes[0]
+            variants = ABLATION if headline else [ABLATION[0], ABLATION[-1]]
+            variants = variants + ([COMPILED] if headline and args.compile else [])
+            base_row = base_mem = None
+            for i, (what, runtime) in enumerate(variants):
+                seconds = args.train_seconds + (60 if runtime["compile"] else 0)
+                rate, mem = train_rate(archive, tmp / f"run-{model}-{size}-{i}", model, args.width, batch, dev,
+                                       runtime, seconds)
+                row = table.add("train", f"{label} {what}", rate, "clips/s", base_row and base_row["value"],
+                                "eager fp32", limit=peak and peak / per_clip, limit_name="clips/s at peak",
+                                peak_gib=mem, flops_per_clip=per_clip, forward_flops=fwd, runtime=runtime,
+                                mfu=peak and rate * per_clip / peak, model_tflops=rate * per_clip / 1e12)
+                if dev == "cuda":
+                    table.add("memory", f"{label} {what} peak GPU memory", mem, "GiB", base_mem, "eager fp32",
+                              limit=torch.cuda.get_device_properties(device).total_memory / 2**30, limit_name="GiB")
+                base_row, base_mem = base_row or row, base_mem or mem
+
+
+PHASES = ("data", "D_main", "D_reg", "G_main", "VAE_main", "ema")
+
+
+def step_profile(cfg, steps: int, warmup: int) -> dict:
+    """Profile ``steps`` training steps of ``cfg`` after ``warmup`` -> {"step_ms", "phase_ms": {..},
+    "kernel_ms", "kernels"} per step (kernel figures only on CUDA)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from kinema.train import override, train
+
+    cuda = torch.device(cfg.runtime.device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    cfg = override(cfg, schedule={"kimg": (warmup + steps + 1) * cfg.schedule.batch / 1000, "minutes": 0.0})
+    with profile(activities=activities, schedule=schedule(wait=1, warmup=warmup - 1, active=steps, repeat=1)) as prof:
+        train(cfg, log=lambda *a: None, on_step=lambda step: prof.step())
+    events = prof.key_averages()
+    total = {e.key: e.cpu_time_total for e in events}           # microseconds, summed over the window
+    step_us = sum(t for k, t in total.items() if k.startswith("ProfilerStep"))
+    out = {"step_ms": step_us / steps / 1e3,
+           "phase_ms": {ph: total.get(f"kinema/{ph}", 0.0) / steps / 1e3 for ph in PHASES}}
+    if cuda:
+        # Kernels are the device-side events; their self time is time the GPU computed.
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        out["kernel_ms"] = sum(e.self_device_time_total for e in kernels) / steps / 1e3
+        out["kernels"] = sum(e.count for e in kernels) / steps
+    return out
+
+
+def bench_profile(table: Table, tmp: Path, args, device: torch.device) -> None:
+    model, size = args.models[0], args.sizes[0]
+    batch = args.batch if size <= 64 else max(1, args.batch // 2)
+    archive = prepare("builtin:bouncing_shapes", tmp / f"shapes{size}", resolution=size, frames=16,
+                      num_videos=args.clips, workers=2, verbose=False).path
+    cfg = bench_config(archive, tmp / "run-profile", model, args.width, batch, device.type, {})  # device defaults
+    prof = step_profile(cfg, steps=args.profile_steps, warmup=5)
+    label = f"{model} {size}x{size}x16 b{batch}"
+    step = prof["step_ms"]
+    table.add("profile", f"{label} training step (wall)", step, "ms/step")
+    for ph, ms in prof["phase_ms"].items():
+        if ms > 0:
+            table.add("profile", f"{label} in {ph}", 100 * ms / step, "% of step", phase_ms=ms)
+    if "kernel_ms" in prof:
+        table.add("profile", f"{label} GPU busy in kernels", 100 * prof["kernel_ms"] / step, "% of step",
+                  kernel_ms=prof["kernel_ms"])
+        table.add("profile", f"{label} GPU idle (launch/host bound)", 100 * max(0.0, step - prof["kernel_ms"]) / step,
+                  "% of step")
+        table.add("profile", f"{label} kernels launched", prof["kernels"], "per step")
 
 
 def bench_generate(table: Table, tmp: Path, args, device: torch.device) -> None:
@@ -258,7 +331,7 @@ def main() -> int:
     p.add_argument("--train-seconds", type=float, default=None, help="wall clock per training measurement")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile (adds ~1 min per model)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the card, TFLOP/s")
-    p.add_argument("--sections", default="train,generate,loader,features")
+    p.add_argument("--sections", default="train,profile,generate,loader,features")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for the whole suite; training configurations that would overrun are skipped "
                         "(default: 450 with --gpu, none on CPU)")
@@ -274,7 +347,7 @@ def main() -> int:
         print("suite: --gpu needs CUDA, and torch sees no GPU", file=sys.stderr)
         return 2
     gpu = device.type == "cuda"
-    args.models = args.models or ["dcgan", "mocogan", "videogan", "videovae"]
+    args.models = args.models or ["videogan", "dcgan", "mocogan", "videovae"]   # the first is the headline
     # CPU: 64^2 x 16 trains at ~1-5 clips/s on 2 cores, so --quick measures at 32^2 x 16.
     args.sizes = args.sizes or ([64, 128] if gpu else ([32] if args.quick else [32, 64]))
     args.width = args.width or (64 if gpu else 16)
@@ -283,6 +356,7 @@ def main() -> int:
     args.clips = 256 if gpu else 64
     args.gen_model, args.gen_sizes = "videogan", ([64, 256] if gpu else [64])
     args.gen_frames = 1024 if gpu else (128 if args.quick else 512)
+    args.profile_steps = 20 if gpu else 6
     args.loader_seconds = 3.0 if gpu or not args.quick else 1.5
     args.feature_clips = 128 if gpu else (16 if args.quick else 64)
     args.i3d = gpu or not args.quick
@@ -303,6 +377,8 @@ def main() -> int:
         tmp = Path(tmp)
         if "train" in sections:
             bench_train(table, tmp, args, device, peak, peak_name)
+        if "profile" in sections:
+            bench_profile(table, tmp, args, device)
         if "generate" in sections:
             bench_generate(table, tmp, args, device)
         if "loader" in sections:
@@ -324,9 +400,6 @@ def main() -> int:
           f"Peak: {peak_name}.\n\n" + table.markdown() + "\n")
     if args.skipped:
         md += f"\nSkipped to stay within the {args.budget:.0f} s budget: {', '.join(args.skipped)}.\n"
-    if not gpu:
-        md += ("\nOn CPU the training rows have no separate baseline: bf16 autocast and channels-last are "
-               "CUDA-only, so kinema's settings there are the eager fp32 baseline.\n")
     atomic_write_text(out / "suite.md", md)
     print(f"\nwrote {out / 'suite.json'} and {out / 'suite.md'} ({machine['seconds']} s)")
     return 0

@@ -29,7 +29,8 @@ FIELDS = {
     "world_invariant": ("schedule", "world_invariant"),
     "out": ("log", "out"), "snapshot_kimg": ("log", "snapshot_kimg"), "sample_kimg": ("log", "sample_kimg"),
     "keep": ("log", "keep"),
-    "device": ("runtime", "device"), "compile": ("runtime", "compile"),
+    "device": ("runtime", "device"), "compile": ("runtime", "compile"), "precision": ("runtime", "precision"),
+    "channels_last": ("runtime", "channels_last"), "fused": ("runtime", "fused"),
 }
 
 
@@ -65,6 +66,11 @@ def add_arguments(p) -> None:
     p.add_argument("--sample-kimg", type=float, help="write a sample grid every N kimg")
     p.add_argument("--keep", type=int, help="keep the last K states and exports")
     p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="bf16 autocast or fp32 (auto: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"],
+                   help="channels-last memory layout for weights and batches (auto: on for CUDA)")
+    p.add_argument("--fused", choices=["auto", "on", "off"], help="fused AdamW kernel (auto: on for CUDA)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

@@ -8,7 +8,15 @@ Each iteration takes one global batch of real clips and runs the phases that are
     VAE main every step          (videovae) encoder + decoder on reconstruction + KL
 
 then updates the EMA generator, logs, and saves. Every phase has its own optimizer step and
-sets ``requires_grad`` so that only the network it trains accumulates gradients.
+sets ``requires_grad`` so that only the network it trains accumulates gradients. Each phase is
+labelled for ``torch.profiler`` (``kinema/data``, ``kinema/D_main``, ...) and ``on_step`` is
+called after every step (e.g. ``profiler.step``), so a profile splits a step into data loading,
+phases and kernels (``bench/suite.py`` does).
+
+Hot loop without host syncs on CUDA: losses and statistics stay on the device until a log step,
+NaN/Inf is checked every few steps, latents are drawn on the CPU and copied non-blocking from
+pinned memory. ``runtime`` picks bf16 autocast, channels-last layouts and the fused optimizer
+(``Runtime.resolve``: on for CUDA by default, available on CPU when asked for).
 
 Distributed: under torchrun G, D (and E) are wrapped in DistributedDataParallel for the phases
 that train them; frozen uses go through the plain module (no gradient sync needed), and the
@@ -39,7 +47,7 @@ from kinema.errors import KinemaError
 from kinema.fsutil import atomic_write_text
 from kinema.train import checkpoint, dist, losses
 from kinema.train.augment import GlobalDraws, from_config as make_augment, to_device
-from kinema.train.config import TrainConfig, describe, to_json
+from kinema.train.config import Runtime, TrainConfig, describe, to_json
 from kinema.train.ema import ema_beta, make_ema, refresh_batchnorm, update_ema
 from kinema.train.logging import RunLogger, Stats
 
@@ -92,9 +100,10 @@ def model_kwargs(cfg: TrainConfig, channels: int, num_classes: int) -> dict:
     return kwargs
 
 
-def _optimizer(params, lr, cfg, device) -> torch.optim.Optimizer:
-    # Decoupled weight decay (AdamW); the fused kernel on CUDA, the plain deterministic loop on CPU.
-    extra = {"fused": True} if device.type == "cuda" else {"foreach": False}
+def _optimizer(params, lr, cfg, device, fused: bool) -> torch.optim.Optimizer:
+    # Decoupled weight decay (AdamW): one fused kernel, or PyTorch's default multi-tensor loop on
+    # CUDA and the plain per-parameter loop on CPU.
+    extra = {"fused": True} if fused else ({} if device.type == "cuda" else {"foreach": False})
     return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay, **extra)
 
 
@@ -140,8 +149,16 @@ def _next_tick(nimg: int, every_kimg: float) -> float:
     return (nimg // (every_kimg * 1000) + 1) * every_kimg * 1000
 
 
-def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult:
-    """Train ``cfg`` (from scratch, or from ``resume`` = "latest" | a state path) -> TrainResult."""
+def _phase(name: str):
+    """A label for torch.profiler (costs ~1 us when no profiler runs)."""
+    return torch.profiler.record_function(f"kinema/{name}")
+
+
+def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) -> TrainResult:
+    """Train ``cfg`` (from scratch, or from ``resume`` = "latest" | a state path) -> TrainResult.
+
+    ``log``: where messages go (rank 0). ``on_step(step)``: called after every training step.
+    """
     from kinema.data import AugmentConfig, ClipLoader
     from kinema.models import build
     from kinema.models.videovae import vae_loss
@@ -159,7 +176,8 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
     batch = cfg.schedule.batch // world
     out = Path(cfg.log.out)
     cuda = device.type == "cuda"
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.runtime.amp)
+    rt = Runtime.resolve(cfg.runtime, device.type)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=rt.bf16)
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -172,7 +190,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
     models = build(cfg.model.name, **kwargs)
     G, D, E = models.G.to(device), (models.D.to(device) if models.D is not None else None), \
         (models.E.to(device) if models.E is not None else None)
-    if cuda and cfg.runtime.channels_last:
+    if rt.channels_last:
         for net in (G, D, E):
             if net is not None:
                 _to_channels_last(net)
@@ -189,9 +207,10 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
 
     # Optimizers: TTUR learning rates; the VAE trains E and G together.
     gan = models.kind == "gan"
-    opt_G = _optimizer(G.parameters(), cfg.optim.g_lr, cfg, device) if gan else None
-    opt_D = _optimizer(D.parameters(), cfg.optim.d_lr, cfg, device) if D is not None else None
-    opt_VAE = _optimizer(list(E.parameters()) + list(G.parameters()), cfg.optim.g_lr, cfg, device) if not gan else None
+    opt_G = _optimizer(G.parameters(), cfg.optim.g_lr, cfg, device, rt.fused) if gan else None
+    opt_D = _optimizer(D.parameters(), cfg.optim.d_lr, cfg, device, rt.fused) if D is not None else None
+    opt_VAE = _optimizer(list(E.parameters()) + list(G.parameters()), cfg.optim.g_lr, cfg, device,
+                         rt.fused) if not gan else None
     optimizers = {k: v for k, v in (("G", opt_G), ("D", opt_D), ("VAE", opt_VAE)) if v is not None}
     loader = ClipLoader(archive, batch, seed=cfg.schedule.seed, augment=AugmentConfig(flip=cfg.data.flip),
                         rank=rank, world_size=world, num_workers=cfg.data.num_workers, device=device)
@@ -219,7 +238,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
         E_train = DDP(E, device_ids=ids) if E is not None else None
     use_D = gan and D is not None
     D_main, D_frozen = D_train, D    # D reg always runs eagerly: compiled graphs do not double-backward
-    if cfg.runtime.compile:
+    if rt.compile:
         G_train = torch.compile(G_train)
         if use_D:
             D_main, D_frozen = torch.compile(D_train), torch.compile(D)
@@ -234,7 +253,9 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
         say(f"model {models.name}: G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M params"
             + (f", D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M" if D is not None else "")
             + (f", E {sum(p.numel() for p in E.parameters()) / 1e6:.2f}M" if E is not None else "")
-            + f"; device {device}, {world} rank(s), batch {batch}/rank; out {out}")
+            + f"; device {device}, {world} rank(s), batch {batch}/rank, "
+            + f"{'bf16 autocast' if rt.bf16 else 'fp32'}{', channels-last' if rt.channels_last else ''}"
+            + f"{', fused AdamW' if rt.fused else ''}{', compiled' if rt.compile else ''}; out {out}")
     total_nimg = cfg.schedule.kimg * 1000 if cfg.schedule.kimg > 0 else float("inf")
     logger = RunLogger(out, total_nimg, nimg, deadline, cfg.log.tensorboard, cfg.log.progress)
     stats = Stats()
@@ -307,74 +328,80 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
             if nimg >= total_nimg:
                 break
             stats_on = nimg + cfg.schedule.batch >= next_log
-            real, labels = next(loader)                           # [B, C, T, H, W] in [-1, 1]
-            if cuda and cfg.runtime.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last_3d)
+            with _phase("data"):
+                real, labels = next(loader)                       # [B, C, T, H, W] in [-1, 1]
+                if rt.channels_last:
+                    real = real.contiguous(memory_format=torch.channels_last_3d)
             labels = labels if num_classes else None
 
             # D main: real vs. fake, G frozen (plain module, no grad, no DDP sync). One backward per
             # forward, so DDP sees each parameter exactly once per backward.
             if use_D:
-                D.requires_grad_(True)
-                with torch.no_grad(), amp:
-                    y_fake = fake_labels(batch)
-                    fake = G(latents(batch), y_fake)
-                with amp:
-                    logits_fake = D_main(augment(fake, aug_draws), y_fake)
-                loss_fake = losses.d_loss_fake(logits_fake, cfg.loss.kind)
-                guard("D(fake)", loss_fake)
-                loss_fake.backward()
-                with amp:
-                    logits_real = D_main(augment(real, aug_draws), labels)
-                loss_real = losses.d_loss_real(logits_real, cfg.loss.kind)
-                guard("D(real)", loss_real)
-                loss_real.backward()
-                opt_step(opt_D, D.parameters(), "D", stats_on)
-                stats.add("loss/D", loss_real.detach() + loss_fake.detach())
-                if stats_on:
-                    stats.add("D/real", losses.logits_mean(logits_real))
-                    stats.add("D/fake", losses.logits_mean(logits_fake))
+                with _phase("D_main"):
+                    D.requires_grad_(True)
+                    with torch.no_grad(), amp:
+                        y_fake = fake_labels(batch)
+                        fake = G(latents(batch), y_fake)
+                    with amp:
+                        logits_fake = D_main(augment(fake, aug_draws), y_fake)
+                    loss_fake = losses.d_loss_fake(logits_fake, cfg.loss.kind)
+                    guard("D(fake)", loss_fake)
+                    loss_fake.backward()
+                    with amp:
+                        logits_real = D_main(augment(real, aug_draws), labels)
+                    loss_real = losses.d_loss_real(logits_real, cfg.loss.kind)
+                    guard("D(real)", loss_real)
+                    loss_real.backward()
+                    opt_step(opt_D, D.parameters(), "D", stats_on)
+                    stats.add("loss/D", loss_real.detach() + loss_fake.detach())
+                    if stats_on:
+                        stats.add("D/real", losses.logits_mean(logits_real))
+                        stats.add("D/fake", losses.logits_mean(logits_fake))
 
             # D reg: lazy R1 on augmented reals, every r1_interval steps, gamma scaled by the interval.
             if use_D and cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
-                x = augment(real, aug_draws).detach().requires_grad_(True)
-                with amp:
-                    logits = D_train(x, labels)
-                r1 = losses.r1_penalty(x, logits)
-                guard("R1", r1)
-                zero = sum(h.float().sum() for h in logits) * 0     # keep every D weight in the graph (DDP)
-                (r1 * (cfg.loss.r1_gamma / 2) * cfg.loss.r1_interval + zero).backward()
-                opt_step(opt_D, D.parameters(), "D_reg", False)
-                stats.add("loss/R1", r1)
+                with _phase("D_reg"):
+                    x = augment(real, aug_draws).detach().requires_grad_(True)
+                    with amp:
+                        logits = D_train(x, labels)
+                    r1 = losses.r1_penalty(x, logits)
+                    guard("R1", r1)
+                    zero = sum(h.float().sum() for h in logits) * 0     # keep every D weight in the graph (DDP)
+                    (r1 * (cfg.loss.r1_gamma / 2) * cfg.loss.r1_interval + zero).backward()
+                    opt_step(opt_D, D.parameters(), "D_reg", False)
+                    stats.add("loss/R1", r1)
 
             # G main: through a frozen D (plain module: its weights need no gradient sync).
             if gan and step % cfg.optim.d_steps == 0:
-                D.requires_grad_(False)
-                with amp:
-                    y_fake = fake_labels(batch)
-                    fake = G_train(latents(batch), y_fake)
-                    loss_G = losses.g_loss(D_frozen(augment(fake, aug_draws), y_fake), cfg.loss.kind)
-                guard("G", loss_G)
-                loss_G.backward()
-                opt_step(opt_G, G.parameters(), "G", stats_on)
-                stats.add("loss/G", loss_G)
-                if stats_on:
-                    stats.add("diversity", losses.diversity(fake, real))
+                with _phase("G_main"):
+                    D.requires_grad_(False)
+                    with amp:
+                        y_fake = fake_labels(batch)
+                        fake = G_train(latents(batch), y_fake)
+                        loss_G = losses.g_loss(D_frozen(augment(fake, aug_draws), y_fake), cfg.loss.kind)
+                    guard("G", loss_G)
+                    loss_G.backward()
+                    opt_step(opt_G, G.parameters(), "G", stats_on)
+                    stats.add("loss/G", loss_G)
+                    if stats_on:
+                        stats.add("diversity", losses.diversity(fake, real))
 
             # VAE main: reconstruct the reals through E and G, KL to the prior (models' own loss).
             if not gan:
-                with amp:
-                    terms = vae_loss(E_train, G_train, real, cfg.loss.kl_weight, labels)
-                guard("VAE", terms["total"])
-                terms["total"].backward()
-                opt_step(opt_VAE, list(E.parameters()) + list(G.parameters()), "VAE", stats_on)
-                for k in ("total", "recon", "kl"):
-                    stats.add(f"loss/VAE_{k}", terms[k])
+                with _phase("VAE_main"):
+                    with amp:
+                        terms = vae_loss(E_train, G_train, real, cfg.loss.kl_weight, labels)
+                    guard("VAE", terms["total"])
+                    terms["total"].backward()
+                    opt_step(opt_VAE, list(E.parameters()) + list(G.parameters()), "VAE", stats_on)
+                    for k in ("total", "recon", "kl"):
+                        stats.add(f"loss/VAE_{k}", terms[k])
 
             # Update the clock and the EMA generator.
             nimg += cfg.schedule.batch
             step += 1
-            update_ema(G_ema, G, ema_beta(cfg.schedule.batch, nimg, cfg.schedule.ema_kimg, cfg.schedule.ema_rampup))
+            with _phase("ema"):
+                update_ema(G_ema, G, ema_beta(cfg.schedule.batch, nimg, cfg.schedule.ema_kimg, cfg.schedule.ema_rampup))
             logger.step(nimg, cfg.schedule.batch)
             if cuda and step % check_every == 0 and bool(bad):
                 raise TrainingDiverged(f"a loss became NaN/Inf before {nimg / 1000:.3f} kimg (step {step}); "
@@ -407,6 +434,8 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print) -> TrainResult
                 ranks_state = _gather_rank_states(gen_latent, gen_aug)
                 save_snapshot(final=done)
                 next_snapshot = _next_tick(nimg, cfg.log.snapshot_kimg)
+            if on_step is not None:
+                on_step(step)
             if done:
                 break
     logger.close()

@@ -1,0 +1,117 @@
+"""Runtime settings of the training loop on CPU: bf16 autocast, channels-last layouts, the fused
+optimizer, torch.compile, and the profiling hooks (phase labels, ``on_step``). On CUDA these are
+the defaults; here each runs because it is asked for, so the code paths a GPU takes are exercised
+in CI (the GPU's own checks live in tests/test_gpu.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from kinema.errors import KinemaError
+from kinema.train import get_preset, losses, override, train
+from kinema.train.checkpoint import load_state
+from kinema.train.config import Runtime, RuntimeConfig, TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PLAIN = {"precision": "fp32", "channels_last": "off", "fused": "off", "compile": False}
+
+
+def run(archive, out, model: str, kimg: float = 0.016, **runtime):
+    cfg = override(get_preset("tiny"), data={"source": str(archive.path)}, log={"out": str(out)},
+                   model={"name": model}, schedule={"kimg": kimg}, runtime={**PLAIN, **runtime})
+    return train(cfg, log=lambda *a: None)
+
+
+def weights(result) -> dict[str, torch.Tensor]:
+    state = load_state(result.state)
+    return {f"{net}.{k}": v.float() for net in ("G", "D") for k, v in state[net].items() if v.is_floating_point()}
+
+
+def drift(a: dict, b: dict, start: dict) -> float:
+    """How far run b ended from run a, relative to how far a moved from the initial weights."""
+    moved = math.sqrt(sum(((a[k] - start[k]) ** 2).sum() for k in a))
+    apart = math.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a))
+    return apart / moved
+
+
+def test_runtime_resolves_per_device():
+    auto = RuntimeConfig()
+    assert Runtime.resolve(auto, "cuda") == Runtime(bf16=True, channels_last=True, fused=True, compile=False)
+    assert Runtime.resolve(auto, "cpu") == Runtime(bf16=False, channels_last=False, fused=False, compile=False)
+    asked = RuntimeConfig(precision="bf16", channels_last="on", fused="on", compile=True)
+    assert Runtime.resolve(asked, "cpu") == Runtime(bf16=True, channels_last=True, fused=True, compile=True)
+    off = RuntimeConfig(precision="fp32", channels_last="off", fused="off")
+    assert Runtime.resolve(off, "cuda") == Runtime(bf16=False, channels_last=False, fused=False, compile=False)
+    with pytest.raises(KinemaError, match="precision: unknown precision 'fp16'"):
+        TrainConfig(runtime=RuntimeConfig(precision="fp16")).validate()
+    with pytest.raises(KinemaError, match="channels_last: must be auto, on or off"):
+        TrainConfig(runtime=RuntimeConfig(channels_last="yes")).validate()
+
+
+def test_cli_sets_runtime(capsys):
+    from kinema.cli import main
+
+    assert main(["train", "--preset", "tiny", "--precision", "bf16", "--channels-last", "on", "--fused", "off",
+                 "--dry-run"]) == 0
+    runtime = json.loads(capsys.readouterr().out)["runtime"]
+    assert (runtime["precision"], runtime["channels_last"], runtime["fused"]) == ("bf16", "on", "off")
+
+
+@pytest.mark.parametrize("model", ["videogan", "dcgan"])   # 3-D and 2-D convolutions
+def test_layout_and_fused_optimizer_keep_the_math(tmp_path, bars_archive, model):
+    # fp32 with channels-last weights and batches and the fused AdamW kernel computes the same
+    # thing as the plain loop; only the summation order differs.
+    start = weights(run(bars_archive, tmp_path / "start", model, kimg=0.004))   # after 1 step
+    plain = weights(run(bars_archive, tmp_path / "plain", model))
+    fast = weights(run(bars_archive, tmp_path / "fast", model, channels_last="on", fused="on"))
+    assert 0 < drift(plain, fast, start) < 1e-3    # the settings took effect, and changed only rounding
+
+
+def test_bf16_autocast_runs_on_cpu_and_follows_fp32(tmp_path, bars_archive, monkeypatch):
+    dtypes = []
+    real_loss = losses.d_loss_real
+
+    def spy(logits, kind="ns"):
+        dtypes.extend(h.dtype for h in (logits if isinstance(logits, (list, tuple)) else [logits]))
+        return real_loss(logits, kind)
+
+    monkeypatch.setattr(losses, "d_loss_real", spy)
+    start = weights(run(bars_archive, tmp_path / "start", "videogan", kimg=0.004))
+    fp32 = weights(run(bars_archive, tmp_path / "fp32", "videogan"))
+    dtypes.clear()
+    result = run(bars_archive, tmp_path / "bf16", "videogan", precision="bf16", channels_last="on")
+    assert dtypes and set(dtypes) == {torch.bfloat16}            # D really ran under autocast
+    records = [json.loads(line) for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
+    bf16 = weights(result)
+    assert all(v.dtype == torch.float32 for v in bf16.values())  # master weights stay fp32
+    # bf16 rounding moves the result, but it is the same training: far closer to fp32's end point
+    # than fp32 moved in those steps.
+    assert drift(fp32, bf16, start) < 0.2
+
+
+def test_compile_trains_like_eager(tmp_path, bars_archive):
+    start = weights(run(bars_archive, tmp_path / "start", "dcgan", kimg=0.004))
+    eager = weights(run(bars_archive, tmp_path / "eager", "dcgan"))
+    compiled = weights(run(bars_archive, tmp_path / "compiled", "dcgan", compile=True))
+    assert drift(eager, compiled, start) < 1e-2
+
+
+def test_profiler_sees_every_phase_and_on_step_every_step(tmp_path, bars_archive):
+    from torch.profiler import ProfilerActivity, profile
+
+    steps = []
+    cfg = override(get_preset("tiny"), data={"source": str(bars_archive.path)}, log={"out": str(tmp_path / "r")},
+                   model={"name": "mocogan"})
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        result = train(cfg, log=lambda *a: None, on_step=steps.append)
+    assert steps == list(range(1, result.steps + 1))
+    counts = {e.key: e.count for e in prof.key_averages()}
+    # tiny: 4 steps, R1 every 2nd step
+    assert {p: counts.get(f"kinema/{p}") for p in ("data", "D_main", "D_reg", "G_main", "ema")} == \
+        {"data": 4, "D_main": 4, "D_reg": 2, "G_main": 4, "ema": 4}
