@@ -22,8 +22,11 @@ and prints the table. Rows:
                   G phase  G fwd+bwd (3 G) + D fwd+bwd (3 D)                  -> 4 G + 9 D per clip
              VAE: E fwd+bwd + G fwd+bwd                                       -> 3 E + 3 G per clip
            not counted: lazy R1, augmentation, EMA, optimizer steps (so MFU is a lower bound).
-* generate frames/s of ``kinema.sample.stream``: generation alone (the baseline), and generation
-           with H.264 encoding on a background thread (the ratio: 1.00 = encoding is free).
+* generate frames/s of generation alone (the baseline: ``kinema.sample.stream``'s chunks, converted
+           to uint8 on the CPU, dropped), H.264 encoding alone, and generation + encoding two ways:
+           one long stream with the encoder on a background thread (``kinema stream``), and one
+           file per seed with an encoder process per core (``kinema generate --jobs N``); ratio
+           1.00 = encoding is free. ultrafast and medium (kinema's default) x264 presets.
 * loader   ClipLoader clips/s at 64x64x16, batch 64: workers (and, on a GPU, pinned uint8 copies
            finished on the device) against 0 workers on the CPU.
 * features feature-extraction clips/s (16x64x64 clips): batched against batch 1.
@@ -55,7 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling bench scripts
 
-from bench_generate import _encode_fps, _gen_fps  # noqa: E402
+from bench_generate import bench_size  # noqa: E402
 from bench_metrics import throughput  # noqa: E402
 
 from kinema.data import ClipLoader, prepare  # noqa: E402
@@ -77,7 +80,7 @@ class Table:
                "baseline_name": baseline_name, "ratio": (value / baseline) if baseline else None,
                "limit": limit, "limit_name": limit_name, "of_limit": (value / limit) if limit else None, **extra}
         self.rows.append(row)
-        print(f"  {section:8s} {name:34s} {value:10.1f} {unit:9s}"
+        print(f"  {section:8s} {name:66s} {value:10.1f} {unit:9s}"
               + (f"  {row['ratio']:5.2f}x {baseline_name}" if row["ratio"] else "")
               + (f"  {100 * row['of_limit']:5.1f}% of {limit_name}" if row["of_limit"] else ""), flush=True)
         return row
@@ -249,28 +252,19 @@ def bench_profile(table: Table, tmp: Path, args, device: torch.device) -> None:
 
 
 def bench_generate(table: Table, tmp: Path, args, device: torch.device) -> None:
-    from kinema.sample.stream import stream
-
+    jobs = os.cpu_count() or 1
     for size in args.gen_sizes:
-        torch.manual_seed(0)
-        G = build(args.gen_model, resolution=size, channels=3).G.to(device).eval()
-        frames, best = args.gen_frames, {}
-        # Best of 2 rounds, measurements interleaved: load from other processes only ever slows.
-        for _ in range(2):
-            gen, sample = _gen_fps(G, frames, 32, device)
-            best["gen"] = max(best.get("gen", 0.0), gen)
-            for preset in ("ultrafast", "medium"):
-                enc = _encode_fps(sample, frames, tmp / "enc.mp4", preset)
-                best[f"enc {preset}"] = max(best.get(f"enc {preset}", 0.0), enc)
-                stats = stream(G, tmp / "gen.mp4", frames, chunk=32, device=device, fps=25, threaded=True,
-                               preset=preset, force=True)
-                best[preset] = max(best.get(preset, 0.0), stats["generated_fps"])
         label = f"{args.gen_model} {size}x{size}"
-        table.add("generate", f"{label} generate only", best["gen"], "frames/s")
         for preset in ("ultrafast", "medium"):
-            table.add("generate", f"{label} H.264 {preset} encode only", best[f"enc {preset}"], "frames/s")
-            table.add("generate", f"{label} generate + H.264 {preset}", best[preset], "frames/s", best["gen"],
-                      "generate only")
+            # Best of 2 rounds, measurements interleaved (load from other processes only ever slows).
+            r = bench_size(args.gen_model, size, args.gen_frames, args.gen_chunk, device, preset, tmp, repeat=2)
+            if preset == "ultrafast":
+                table.add("generate", f"{label} generate only (chunks of {args.gen_chunk})", r["gen"], "frames/s")
+            table.add("generate", f"{label} H.264 {preset} encode only", r["encode"], "frames/s")
+            table.add("generate", f"{label} generate + H.264 {preset}, 1 stream", r["threaded"], "frames/s",
+                      r["gen"], "generate only")
+            table.add("generate", f"{label} generate + H.264 {preset}, a file per seed, {jobs} encoders",
+                      r[f"files j{jobs}"], "frames/s", r["gen"], "generate only")
 
 
 def bench_loader(table: Table, tmp: Path, args, device: torch.device) -> None:
@@ -355,7 +349,8 @@ def main() -> int:
     args.train_seconds = args.train_seconds or (12.0 if gpu else (20.0 if args.quick else 40.0))
     args.clips = 256 if gpu else 64
     args.gen_model, args.gen_sizes = "videogan", ([64, 256] if gpu else [64])
-    args.gen_frames = 1024 if gpu else (128 if args.quick else 512)
+    args.gen_frames = 2048 if gpu else (128 if args.quick else 512)
+    args.gen_chunk = 256 if gpu else 32   # frames per generator call: a GPU needs big batches
     args.profile_steps = 20 if gpu else 6
     args.loader_seconds = 3.0 if gpu or not args.quick else 1.5
     args.feature_clips = 128 if gpu else (16 if args.quick else 64)

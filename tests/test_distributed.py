@@ -73,7 +73,8 @@ def runs(archive, tmp_path_factory) -> dict[str, Path]:
     log = torchrun("-m", "kinema", "train", archive, *TRAIN, "--world-invariant", "--out", out["two"])
     assert "parameters identical on 2 ranks" in log
     kinema("train", archive, *TRAIN, "--world-invariant", "--out", out["one"])
-    torchrun("-m", "kinema", "train", archive, *TRAIN, "--out", out["two_default"])
+    log = kinema("train", archive, *TRAIN, "--gpus", "2", "--out", out["two_default"])   # = torchrun ... -m kinema
+    assert "2 rank(s), batch 2/rank" in log
     half = [a if a != STEPS_KIMG else "0.008" for a in TRAIN]
     torchrun("-m", "kinema", "train", archive, *half, "--world-invariant", "--out", out["two_half"])
     return out

@@ -115,6 +115,29 @@ def test_slerp_endpoints_and_norm():
     assert (mid.norm(dim=1) > 0.9 * torch.minimum(a.norm(dim=1), b.norm(dim=1))).all()
 
 
+def test_slerp_rows_samples_and_fractions():
+    from kinema.models.latents import slerp as slerp_any
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(2, 3, 8, generator=g), torch.randn(2, 3, 8, generator=g)
+    # Whole samples ([2, 24] vectors) vs rows ([2, 3] vectors of 8): both against a direct formula.
+    for start_dim, fa, fb in ((1, a.reshape(2, 24), b.reshape(2, 24)), (-1, a.reshape(6, 8), b.reshape(6, 8))):
+        fa64, fb64 = fa.double(), fb.double()
+        theta = torch.acos((fa64 * fb64).sum(1, keepdim=True) / (fa64.norm(dim=1, keepdim=True) * fb64.norm(dim=1, keepdim=True)))
+        want = (torch.sin(0.7 * theta) * fa64 + torch.sin(0.3 * theta) * fb64) / torch.sin(theta)
+        got = slerp_any(a, b, 0.3, start_dim=start_dim)
+        assert got.shape == a.shape and torch.allclose(got.reshape(want.shape).double(), want, atol=1e-6)
+    # One fraction per row; exact endpoints inside a tensor of fractions.
+    t = torch.tensor([[0.0, 0.5, 1.0], [0.25, 1.0, 0.0]])
+    rows = slerp_any(a, b, t)
+    for i in range(2):
+        for j in range(3):
+            assert torch.equal(rows[i, j], slerp_any(a[i, j:j + 1], b[i, j:j + 1], float(t[i, j]))[0])
+    assert torch.equal(rows[0, 0], a[0, 0]) and torch.equal(rows[0, 2], b[0, 2])
+    # Antiparallel vectors: the great circle is undefined, the straight line is used.
+    assert torch.allclose(slerp_any(a[:1, 0], -a[:1, 0], 0.25), 0.5 * a[:1, 0])
+
+
 @pytest.mark.parametrize("name", ["mocogan", "videogan"])
 def test_interpolation_endpoints_equal_seed_videos(exports, name):
     model = load(exports[name])

@@ -169,6 +169,8 @@ def test_cli_dry_run_and_refusal(tmp_path, capsys, flat_archive):
     assert not (tmp_path / "r").exists()  # a dry run writes nothing
     assert main(["train", "--batch", "0", "--dry-run"]) == 2
     assert "batch" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--gpus", "3", "--dry-run"]) == 2   # batch 4 over 3 ranks
+    assert "--gpus: global batch 4 is not divisible by 3 ranks" in capsys.readouterr().err
 
 
 # Every model and loss trains on CPU; on a flat-grey set G moves towards grey.

@@ -2,7 +2,8 @@
 
 Argument parsing only: options start from a named preset (or, with ``--resume``, from the run's
 own ``config.json``) and override the fields given; ``kinema.train.train`` does the work.
-Multi-GPU / multi-process: ``torchrun --nproc_per_node=N -m kinema train ...``.
+Multi-GPU / multi-process: ``torchrun --nproc_per_node=N -m kinema train ...``, or ``--gpus N``,
+which runs exactly that (``torchrun --standalone``, this machine only) with the same options.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def add_arguments(p) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="launch N processes on this machine with torchrun --standalone (one per GPU; with "
+                        "--device cpu, N CPU processes on gloo); for several machines call torchrun yourself")
     p.add_argument("--config", metavar="JSON", help="start from this config.json instead of the preset")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
@@ -111,10 +115,42 @@ def resolve_config(args):
     return cfg.validate()
 
 
+def _without_gpus(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            out.append(a)
+    return out
+
+
+def launch(args) -> int:
+    """``--gpus N``: run this same command under ``torchrun --standalone --nproc_per_node=N``."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
+           "-m", "kinema", *_without_gpus(args._argv)]
+    print("kinema: " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    return subprocess.run(cmd).returncode
+
+
 def run(args) -> int:
     from kinema.train import dist, list_states, to_json, train
 
     cfg = resolve_config(args)
+    if args.gpus is not None:
+        if args.gpus < 1:
+            raise KinemaError(f"--gpus: must be >= 1, got {args.gpus}")
+        if dist.is_torchrun():
+            raise KinemaError("--gpus: already running under torchrun; drop --gpus or call kinema directly")
+        if cfg.schedule.batch % args.gpus:
+            raise KinemaError(f"--gpus: global batch {cfg.schedule.batch} is not divisible by {args.gpus} ranks")
+        if not args.dry_run:
+            return launch(args)
     if args.dry_run:
         dist.print0(to_json(cfg), end="")
         return 0

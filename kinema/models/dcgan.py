@@ -21,18 +21,9 @@ import torch
 import torch.nn as nn
 
 from kinema.errors import KinemaError
+from kinema.models.latents import next_anchor, slerp
 from kinema.models.layers import check_common, fold_time, need_labels, unfold_time
 from kinema.models.nets import ImageDiscriminator, ImageGenerator
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between rows of a and b ([..., Z]) at fractions t ([...])."""
-    an, bn = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((an * bn).sum(-1).clamp(-1 + 1e-7, 1 - 1e-7))  # [...] angle between them
-    so = torch.sin(omega)
-    wa = torch.where(so > 1e-6, torch.sin((1 - t) * omega) / so, 1 - t)  # nearly parallel: lerp
-    wb = torch.where(so > 1e-6, torch.sin(t * omega) / so, t)
-    return wa.unsqueeze(-1) * a + wb.unsqueeze(-1) * b
 
 
 def latent_walk(n: int, frames: int, dim: int, anchor_every: int, walk_angle: float,
@@ -42,7 +33,7 @@ def latent_walk(n: int, frames: int, dim: int, anchor_every: int, walk_angle: fl
     noise = torch.randn(n, k, dim, generator=generator)
     anchors = [noise[:, 0]]
     for j in range(1, k):
-        anchors.append(math.cos(walk_angle) * anchors[-1] + math.sin(walk_angle) * noise[:, j])
+        anchors.append(next_anchor(anchors[-1], noise[:, j], walk_angle))
     anchors = torch.stack(anchors, 1)  # [n, k, Z]
     pos = torch.arange(frames, dtype=torch.float32) / anchor_every  # [T] position in anchor units
     left = pos.floor().long()

@@ -25,29 +25,9 @@ from typing import Iterator, Sequence
 import torch
 
 from kinema.errors import KinemaError
+from kinema.models.latents import slerp
 from kinema.sample.generate import (cat_latents, check_truncation, model_name, resolve_frames,
                                     resolve_label, run_generator, seed_latents)
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation of ``[n, ...]`` tensors, each sample treated as one vector.
-
-    Exactly ``a`` at t=0 and ``b`` at t=1; falls back to a straight line for (anti)parallel
-    vectors where the great circle is undefined.
-    """
-    if t == 0:
-        return a.clone()
-    if t == 1:
-        return b.clone()
-    fa, fb = a.flatten(1).double(), b.flatten(1).double()
-    na, nb = fa.norm(dim=1, keepdim=True), fb.norm(dim=1, keepdim=True)
-    cos = ((fa * fb).sum(1, keepdim=True) / (na * nb).clamp_min(1e-12)).clamp(-1, 1)
-    theta = torch.acos(cos)
-    sin = torch.sin(theta)
-    small = sin.abs() < 1e-6
-    wa = torch.where(small, torch.full_like(sin, 1 - t), torch.sin((1 - t) * theta) / sin.where(~small, 1.0))
-    wb = torch.where(small, torch.full_like(sin, t), torch.sin(t * theta) / sin.where(~small, 1.0))
-    return (wa * fa + wb * fb).to(a.dtype).reshape(a.shape)
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -91,7 +71,7 @@ def interpolate_batches(G, seeds: Sequence[int], steps: int = 8, frames: int | N
     """
     if method not in ("slerp", "lerp"):
         raise KinemaError(f"interpolation method must be slerp or lerp, got {method!r}")
-    mix = slerp if method == "slerp" else lerp
+    mix = (lambda a, b, t: slerp(a, b, t, start_dim=1)) if method == "slerp" else lerp   # per whole sample
     name = model_name(G, config)
     n_frames = resolve_frames(G, frames, name)
     label = resolve_label(G, class_, ((config or {}).get("meta") or {}).get("class_names"), name)

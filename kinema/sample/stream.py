@@ -36,7 +36,7 @@ import torch
 from kinema.errors import KinemaError
 from kinema.sample.generate import (check_truncation, model_name, resolve_label, run_generator,
                                     truncate)
-from kinema.sample.interpolate import slerp
+from kinema.models.latents import next_anchor, slerp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -64,14 +64,14 @@ def _walk_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tensor]:
     """
     every, angle, dim = int(G.anchor_every), float(G.walk_angle), int(G.z_dim)
     a_prev = torch.randn(1, dim, generator=gen)
-    a_next = math.cos(angle) * a_prev + math.sin(angle) * torch.randn(1, dim, generator=gen)
+    a_next = next_anchor(a_prev, torch.randn(1, dim, generator=gen), angle)
     frame = 0
     while True:
         zs = []
         for _ in range(chunk):
             r = frame % every
             if r == 0 and frame > 0:
-                a_prev, a_next = a_next, math.cos(angle) * a_next + math.sin(angle) * torch.randn(1, dim, generator=gen)
+                a_prev, a_next = a_next, next_anchor(a_next, torch.randn(1, dim, generator=gen), angle)
             zs.append(slerp(a_prev, a_next, r / every))
             frame += 1
         z = torch.stack(zs, 1).to(device)                     # [1, chunk, Z]
@@ -93,7 +93,7 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
             r = c % drift
             if r == 0 and c > 0:
                 keys = [keys[1], G.make_latents(1, generator=gen, device=device)]
-            lats.append({n: slerp(keys[0][n], keys[1][n], r / drift) for n in keys[0]})
+            lats.append({n: slerp(keys[0][n], keys[1][n], r / drift, start_dim=1) for n in keys[0]})
             c += 1
         clips = run_generator(G, truncate({n: torch.cat([d[n] for d in lats]) for n in lats[0]}, psi),
                               [label] * batch, device)         # [batch, C, T, H, W]
