@@ -51,6 +51,7 @@ import resource
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -170,11 +171,19 @@ def train_rate(archive: Path, out: Path, model: str, width: int, batch: int, dev
     return (last["kimg"] - first["kimg"]) * 1000 / (last["time"] - first["time"]), memory
 
 
+def shapes_archive(tmp: Path, size: int, clips: int) -> Path:
+    """Bouncing shapes at ``size``x``size``x16, prepared once per suite run."""
+    path = tmp / f"shapes{size}"
+    if not path.exists():
+        prepare("builtin:bouncing_shapes", path, resolution=size, frames=16, num_videos=clips, workers=2,
+                verbose=False)
+    return path
+
+
 def bench_train(table: Table, tmp: Path, args, device: torch.device, peak: float | None, peak_name: str) -> None:
     dev = device.type
     for size in args.sizes:
-        archive = prepare("builtin:bouncing_shapes", tmp / f"shapes{size}", resolution=size, frames=16,
-                          num_videos=args.clips, workers=2, verbose=False).path
+        archive = shapes_archive(tmp, size, args.clips)
         batch = args.batch if size <= 64 else max(1, args.batch // 2)
         for model in args.models:
             # Keep the whole suite inside its budget: later sections need ~1/4 of it.
@@ -233,8 +242,7 @@ def step_profile(cfg, steps: int, warmup: int) -> dict:
 def bench_profile(table: Table, tmp: Path, args, device: torch.device) -> None:
     model, size = args.models[0], args.sizes[0]
     batch = args.batch if size <= 64 else max(1, args.batch // 2)
-    archive = prepare("builtin:bouncing_shapes", tmp / f"shapes{size}", resolution=size, frames=16,
-                      num_videos=args.clips, workers=2, verbose=False).path
+    archive = shapes_archive(tmp, size, args.clips)
     cfg = bench_config(archive, tmp / "run-profile", model, args.width, batch, device.type, {})  # device defaults
     prof = step_profile(cfg, steps=args.profile_steps, warmup=5)
     label = f"{model} {size}x{size}x16 b{batch}"
@@ -366,22 +374,26 @@ def main() -> int:
                "time": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv[1:]}
     print(f"suite on {machine['device']}, torch {torch.__version__}, {machine['threads']} threads, "
           f"load average {machine['load_average']:.1f}; peak {peak_name}", flush=True)
-    table = Table()
+    table, failed = Table(), []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if "train" in sections:
-            bench_train(table, tmp, args, device, peak, peak_name)
-        if "profile" in sections:
-            bench_profile(table, tmp, args, device)
-        if "generate" in sections:
-            bench_generate(table, tmp, args, device)
-        if "loader" in sections:
-            bench_loader(table, tmp, args, device)
-        if "features" in sections:
-            bench_features(table, args, device)
+        runs = {"train": lambda: bench_train(table, tmp, args, device, peak, peak_name),
+                "profile": lambda: bench_profile(table, tmp, args, device),
+                "generate": lambda: bench_generate(table, tmp, args, device),
+                "loader": lambda: bench_loader(table, tmp, args, device),
+                "features": lambda: bench_features(table, args, device)}
+        for name, section in runs.items():
+            if name not in sections:
+                continue
+            # One failing section must not cost the others (a GPU session gets one try).
+            try:
+                section()
+            except Exception as err:  # noqa: BLE001 - reported in the output and the JSON
+                traceback.print_exc()
+                failed.append(f"{name}: {type(err).__name__}: {err}")
     machine["seconds"] = round(time.perf_counter() - t0, 1)
-    machine["skipped"] = args.skipped
+    machine["skipped"], machine["failed"] = args.skipped, failed
     machine["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     table.add("memory", "peak RSS of the suite process", machine["peak_rss_gib"], "GiB")
 
@@ -395,9 +407,11 @@ def main() -> int:
           f"Peak: {peak_name}.\n\n" + table.markdown() + "\n")
     if args.skipped:
         md += f"\nSkipped to stay within the {args.budget:.0f} s budget: {', '.join(args.skipped)}.\n"
+    if failed:
+        md += "\nFailed sections (traceback in the output): " + "; ".join(failed) + "\n"
     atomic_write_text(out / "suite.md", md)
     print(f"\nwrote {out / 'suite.json'} and {out / 'suite.md'} ({machine['seconds']} s)")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

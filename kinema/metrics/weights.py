@@ -87,16 +87,20 @@ def _jit_load(path, device):
             raise KinemaError(f"{path}: unreadable TorchScript file ({type(err).__name__})") from None
 
 
+def _load_extractor(name: str, weights, device, scripted, from_state_dict):
+    """-> (extractor, weights path, sha256): a TorchScript file wrapped by ``scripted``, anything
+    else read as a state dict by ``from_state_dict(path)``."""
+    path = find_weights(name, weights)
+    ext = scripted(_jit_load(path, device)) if is_torchscript(path) else from_state_dict(path).to(device)
+    return ext.eval(), path, sha256_file(path)
+
+
 def load_video_extractor(weights=None, device: str = "cpu"):
     """-> (I3D extractor module, weights path, sha256)."""
     from kinema.metrics.i3d import I3DStateDictExtractor, I3DTorchScriptExtractor, load_i3d_state_dict
 
-    path = find_weights("i3d", weights)
-    if is_torchscript(path):
-        ext = I3DTorchScriptExtractor(_jit_load(path, device))
-    else:
-        ext = I3DStateDictExtractor(load_i3d_state_dict(path)).to(device)
-    return ext.eval(), path, sha256_file(path)
+    return _load_extractor("i3d", weights, device, I3DTorchScriptExtractor,
+                           lambda path: I3DStateDictExtractor(load_i3d_state_dict(path)))
 
 
 def load_frame_extractor(weights=None, device: str = "cpu"):
@@ -104,9 +108,5 @@ def load_frame_extractor(weights=None, device: str = "cpu"):
     from kinema.metrics.inception import (FIDInceptionStateDictExtractor, InceptionTorchScriptExtractor,
                                           load_fid_inception_state_dict)
 
-    path = find_weights("inception", weights)
-    if is_torchscript(path):
-        ext = InceptionTorchScriptExtractor(_jit_load(path, device))
-    else:
-        ext = FIDInceptionStateDictExtractor(load_fid_inception_state_dict(path)).to(device)
-    return ext.eval(), path, sha256_file(path)
+    return _load_extractor("inception", weights, device, InceptionTorchScriptExtractor,
+                           lambda path: FIDInceptionStateDictExtractor(load_fid_inception_state_dict(path)))
