@@ -35,10 +35,22 @@ TIMEOUT = 180
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
+# A gloo worker has been seen (4 launches in about 160 on the 2-core dev box, before kinema ended its
+# process group explicitly) to abort during interpreter exit after it finished and every file was
+# written: libstdc++'s "terminate called without an active exception", so torchrun reports a
+# failure. That is PyTorch's teardown, not kinema's result: such a launch is run once more, from
+# scratch (its --out removed). Any other failure fails the test at once.
+EXIT_ABORT = "terminate called without an active exception"
+
+
 def run(args: list[str], cwd=None) -> str:
     """Run a command with a timeout; return stdout + stderr, failing the test with them on error."""
     proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
     output = proc.stdout + proc.stderr
+    if proc.returncode != 0 and EXIT_ABORT in output and "--out" in args and "--resume" not in args:
+        shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)
+        proc = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
+        output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{output[-4000:]}"
     return output
 

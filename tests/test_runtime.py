@@ -72,6 +72,41 @@ def test_layout_and_fused_optimizer_keep_the_math(tmp_path, bars_archive, model)
     assert 0 < drift(plain, fast, start) < 1e-3    # the settings took effect, and changed only rounding
 
 
+def test_resume_under_another_layout(tmp_path, bars_archive):
+    # A state saved with plain layouts, resumed with channels-last weights and the fused optimizer,
+    # continues like a plain resume (Adam's moments follow their weights' new layout).
+    import shutil
+
+    start = weights(run(bars_archive, tmp_path / "start", "videogan", kimg=0.004))
+    run(bars_archive, tmp_path / "a", "videogan", kimg=0.008)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+
+    def resume(out, **runtime):
+        cfg = override(get_preset("tiny"), data={"source": str(bars_archive.path)}, log={"out": str(out)},
+                       model={"name": "videogan"}, schedule={"kimg": 0.016}, runtime={**PLAIN, **runtime})
+        return weights(train(cfg, resume="latest", log=lambda *a: None))
+
+    plain, fast = resume(tmp_path / "a"), resume(tmp_path / "b", channels_last="on", fused="on")
+    assert drift(plain, fast, start) < 1e-3
+
+
+def test_optimizer_state_follows_its_weights_layout():
+    # On CUDA the fused AdamW kernel refuses moments whose strides differ from the weight's.
+    from kinema.train.loop import _match_layout
+
+    w = torch.nn.Parameter(torch.randn(4, 3, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d))
+    opt = torch.optim.AdamW([w], lr=0.1)
+    saved = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(4, 3, 3, 3, 3),
+                           "exp_avg_sq": torch.rand(4, 3, 3, 3, 3)}},
+             "param_groups": [{**opt.state_dict()["param_groups"][0]}]}
+    opt.load_state_dict(saved)
+    assert opt.state[w]["exp_avg"].stride() != w.stride()          # what load_state_dict gives
+    _match_layout(opt)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert opt.state[w][key].stride() == w.stride()
+        assert torch.equal(opt.state[w][key], saved["state"][0][key])
+
+
 def test_bf16_autocast_runs_on_cpu_and_follows_fp32(tmp_path, bars_archive, monkeypatch):
     dtypes = []
     real_loss = losses.d_loss_real

@@ -33,9 +33,7 @@ def run(args) -> int:
 
     # Under torchrun: one device per rank (cuda:LOCAL_RANK), clips sharded, rank 0 writes.
     device = str(dist.init(args.device)) if dist.is_torchrun() else args.device
-    try:
+    with dist.session():
         evaluate(args.metric, args.real, args.fake, extractor=args.extractor, weights=args.weights, out=args.out,
                  num=args.num, seed=args.seed, batch_size=args.batch, cache_dir=args.cache_dir, device=device)
-    finally:
-        dist.shutdown()
     return 0

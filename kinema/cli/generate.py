@@ -63,10 +63,8 @@ def run(args) -> int:
     codec_for(out, codec)  # unknown codecs fail before the model is loaded
     # Under torchrun each rank drives its own device (cuda:LOCAL_RANK) and takes its share of the seeds.
     device = dist.init(args.device) if dist.is_torchrun() else args.device
-    try:
+    with dist.session():
         return _write(args, seeds, out, codec, load(args.export, device=device))
-    finally:
-        dist.shutdown()
 
 
 def _write(args, seeds, out, codec, model) -> int:

@@ -160,10 +160,8 @@ def run(args) -> int:
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    try:
+    with dist.session():
         result = train(cfg, resume=args.resume, log=dist.print0)
-    finally:
-        dist.shutdown()
     if result.export is not None:
         dist.print0(f"export: {result.export}")
     return 0

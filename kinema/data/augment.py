@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kinema.devices import to_device
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -69,7 +71,7 @@ def apply(video: torch.Tensor, cfg: AugmentConfig, params: dict[str, np.ndarray]
     if cfg.crop or cfg.rotate:
         video = _affine(video, params)
     elif cfg.flip and params["flip"].any():
-        idx = torch.as_tensor(np.flatnonzero(params["flip"]), device=video.device)
+        idx = to_device(np.flatnonzero(params["flip"]), video.device)
         video[idx] = video[idx].flip(-1)  # exact: no resampling when flipping alone
     if cfg.color:
         video = _color(video, params)
@@ -89,7 +91,7 @@ def _affine(video: torch.Tensor, p: dict[str, np.ndarray]) -> torch.Tensor:
     theta[:, 1, 0], theta[:, 1, 1] = sin * sign * w / h, cos
     theta[:, 0, 2] = (1 - s) * p["shift_x"]
     theta[:, 1, 2] = (1 - s) * p["shift_y"]
-    theta = torch.as_tensor(theta, dtype=video.dtype, device=video.device)
+    theta = to_device(theta, video.device, video.dtype)   # parameters: host -> GPU without a stall
     grid = F.affine_grid(theta, [b, c * t, h, w], align_corners=False)
     # Frames as channels: [B, C*T, H, W], so all frames of a clip share the grid exactly.
     out = F.grid_sample(video.reshape(b, c * t, h, w), grid, mode="bilinear", padding_mode="reflection",
@@ -108,15 +110,15 @@ def _color(video: torch.Tensor, p: dict[str, np.ndarray]) -> torch.Tensor:
     b, c = video.shape[:2]
     dev, dt = video.device, video.dtype
     flat = video.reshape(b, c, -1)  # [B, C, N]
-    s = torch.as_tensor(p["saturation"], dtype=dt, device=dev).view(b, 1, 1)
+    s = to_device(p["saturation"], dev, dt).view(b, 1, 1)
     if c == 3:
-        w = torch.tensor([0.299, 0.587, 0.114], dtype=dt, device=dev)
+        w = to_device(torch.tensor([0.299, 0.587, 0.114]), dev, dt)
         sat = s * torch.eye(3, dtype=dt, device=dev) + (1 - s) * w.view(1, 1, 3)  # [B, 3, 3], rows sum to 1
     else:
         sat = torch.ones(b, 1, 1, dtype=dt, device=dev)
     mean = (sat @ flat.mean(-1, keepdim=True)).mean(1, keepdim=True)  # [B, 1, 1], clip mean after S
-    con = torch.as_tensor(p["contrast"], dtype=dt, device=dev).view(b, 1, 1)
-    bri = torch.as_tensor(p["brightness"], dtype=dt, device=dev).view(b, 1, 1)
+    con = to_device(p["contrast"], dev, dt).view(b, 1, 1)
+    bri = to_device(p["brightness"], dev, dt).view(b, 1, 1)
     offset = (2 * bri + (1 - con) * mean).expand(b, c, 1)
     out = torch.baddbmm(offset, con * sat, flat)  # [B, C, N]
     return out.clamp_(-1, 1).view_as(video)

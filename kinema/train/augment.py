@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kinema.devices import to_device
+
 
 @dataclass(frozen=True)
 class GlobalDraws:
@@ -26,15 +28,6 @@ class GlobalDraws:
     gen: torch.Generator
     rank: int
     world: int
-
-
-def to_device(x: torch.Tensor, device) -> torch.Tensor:
-    """Copy a freshly drawn CPU tensor to ``device``. On CUDA through pinned memory, non-blocking:
-    a copy from pageable memory would make the host wait for the GPU on every training step."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return x.to(device)
-    return x.pin_memory().to(device, non_blocking=True)
 
 
 def _rand(gen: torch.Generator | GlobalDraws, *shape, device) -> torch.Tensor:

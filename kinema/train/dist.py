@@ -9,6 +9,8 @@ Backend: NCCL when the process drives a CUDA device, gloo on CPU.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 
@@ -43,9 +45,30 @@ def init(device: str = "auto") -> torch.device:
     return dev
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = False) -> None:
+    """End the process group. ``clean`` (after a run that succeeded on this rank): first free what
+    still refers to the group (DDP wrappers live in reference cycles until a collection) and let
+    every rank arrive, then destroy it. Left to interpreter exit, the teardown order is arbitrary,
+    and a gloo rank was seen to abort there ("terminate called without an active exception") after
+    a finished run, failing the whole torchrun job. After an error no barrier: the other ranks may
+    never arrive, and torchrun ends them once this one exits."""
     if tdist.is_available() and tdist.is_initialized():
+        if clean:
+            gc.collect()
+            tdist.barrier()
         tdist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def session():
+    """``with dist.session(): ...`` - shut the process group down on leaving: cleanly after
+    success, at once after an exception (which propagates)."""
+    try:
+        yield
+    except BaseException:
+        shutdown(clean=False)
+        raise
+    shutdown(clean=True)
 
 
 def is_initialized() -> bool:

@@ -46,7 +46,8 @@ import torch
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_write_text
 from kinema.train import checkpoint, dist, losses
-from kinema.train.augment import GlobalDraws, from_config as make_augment, to_device
+from kinema.devices import to_device
+from kinema.train.augment import GlobalDraws, from_config as make_augment
 from kinema.train.config import Runtime, TrainConfig, describe, to_json
 from kinema.train.ema import ema_beta, make_ema, refresh_batchnorm, update_ema
 from kinema.train.logging import RunLogger, Stats
@@ -456,6 +457,7 @@ def _resume(spec, out, model_spec, nets, optimizers, loader, generators, seed, i
             net.load_state_dict(state[name])
     for name, opt in optimizers.items():
         opt.load_state_dict(state["opt"][name])
+        _match_layout(opt)
     nimg, step = int(state["counters"]["nimg"]), int(state["counters"]["step"])
     loader.load_state_dict(state["loader"])
     gen_latent, gen_aug = generators
@@ -469,6 +471,18 @@ def _resume(spec, out, model_spec, nets, optimizers, loader, generators, seed, i
             g.manual_seed(seed * 2 + k + 1000003 * step)
     say(f"resumed from {path} at {nimg / 1000:.3f} kimg (step {step})")
     return nimg, step
+
+
+def _match_layout(opt: torch.optim.Optimizer) -> None:
+    """Give every per-weight optimizer state its weight's memory layout. A state saved under another
+    ``channels_last`` setting loads contiguous next to channels-last weights: the fused AdamW kernel
+    refuses that on CUDA and, on CPU, updates the wrong elements without a word."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            slots = opt.state.get(p, {})
+            for key, value in slots.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    slots[key] = torch.empty_like(p).copy_(value)
 
 
 def _gather_rank_states(gen_latent: torch.Generator, gen_aug: torch.Generator) -> list[dict]:
