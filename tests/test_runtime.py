@@ -92,7 +92,7 @@ def test_resume_under_another_layout(tmp_path, bars_archive):
 
 def test_optimizer_state_follows_its_weights_layout():
     # On CUDA the fused AdamW kernel refuses moments whose strides differ from the weight's.
-    from kinema.train.loop import _match_layout
+    from kinema.train.checkpoint import match_optimizer_layout
 
     w = torch.nn.Parameter(torch.randn(4, 3, 3, 3, 3).contiguous(memory_format=torch.channels_last_3d))
     opt = torch.optim.AdamW([w], lr=0.1)
@@ -101,7 +101,7 @@ def test_optimizer_state_follows_its_weights_layout():
              "param_groups": [{**opt.state_dict()["param_groups"][0]}]}
     opt.load_state_dict(saved)
     assert opt.state[w]["exp_avg"].stride() != w.stride()          # what load_state_dict gives
-    _match_layout(opt)
+    match_optimizer_layout(opt)
     for key in ("exp_avg", "exp_avg_sq"):
         assert opt.state[w][key].stride() == w.stride()
         assert torch.equal(opt.state[w][key], saved["state"][0][key])

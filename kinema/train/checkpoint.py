@@ -1,4 +1,5 @@
-"""Training states and inference exports: atomic writes, keep-last-K, latest discovery, RNG capture.
+"""Training states and inference exports: atomic writes, keep-last-K, latest discovery, RNG capture,
+and resuming the loop from a state (``resume_into``).
 
 Run folder::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
 import re
@@ -29,6 +31,7 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_path
+from kinema.train import dist
 
 FORMAT = "kinema-training-state"
 VERSION = 1
@@ -248,3 +251,54 @@ def latest_export(run_dir) -> Path:
     if not Path(run_dir).is_dir():
         raise KinemaError(f"{run_dir}: not a run folder")
     return find_export(run_dir)
+
+
+# Resuming the loop: everything a training state restores, in place.
+
+def resume_into(spec, out, model_spec, nets, optimizers, loader, generators, seed, invariant, say) -> tuple[int, int]:
+    """Load the training state ``spec`` ("latest" | a path) of run folder ``out`` into the networks
+    ``nets``, ``optimizers``, ``loader`` and the loop's ``generators`` (latent, augmentation) in
+    place; returns (nimg, step). Another number of ranks than the state's: exact weights, optimizers
+    and data position, and fresh per-rank streams unless ``invariant``."""
+    path, state = find_resume(spec, out, log=say)
+    if state["model"] != json.loads(json.dumps(model_spec)):
+        raise KinemaError(f"{path}: was trained as {state['model']['name']} {state['model']['kwargs']}, "
+                          f"not {model_spec['name']} {model_spec['kwargs']}")
+    for name, net in nets.items():
+        if net is not None:
+            net.load_state_dict(state[name])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(state["opt"][name])
+        match_optimizer_layout(opt)
+    nimg, step = int(state["counters"]["nimg"]), int(state["counters"]["step"])
+    loader.load_state_dict(state["loader"])
+    gen_latent, gen_aug = generators
+    same_world = len(state["ranks"]) == dist.world_size()
+    if same_world or invariant:  # world-invariant: every rank held the same streams; take rank 0's
+        mine = state["ranks"][dist.rank() if same_world else 0]
+        restore_rng(mine["rng"])
+        gen_latent.set_state(mine["latent"]), gen_aug.set_state(mine["aug"])
+    else:  # another number of ranks: fresh per-rank streams, derived from the position
+        for g, k in ((gen_latent, 1), (gen_aug, 2)):
+            g.manual_seed(seed * 2 + k + 1000003 * step)
+    say(f"resumed from {path} at {nimg / 1000:.3f} kimg (step {step})")
+    return nimg, step
+
+
+def match_optimizer_layout(opt: torch.optim.Optimizer) -> None:
+    """Give every per-weight optimizer state its weight's memory layout. A state saved under another
+    ``channels_last`` setting (or on another device) loads contiguous next to channels-last weights;
+    kernels that walk a weight and its moments in step expect one layout (the fused CUDA AdamW
+    checks strides; torch 2.13's CPU kernel copes, measured)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            slots = opt.state.get(p, {})
+            for key, value in slots.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    slots[key] = torch.empty_like(p).copy_(value)
+
+
+def gather_rank_states(gen_latent: torch.Generator, gen_aug: torch.Generator) -> list[dict]:
+    """Every rank's RNG states (global + the loop's generators), in rank order."""
+    return dist.all_gather_object({"rng": capture_rng(), "latent": gen_latent.get_state(),
+                                   "aug": gen_aug.get_state()})

@@ -32,7 +32,6 @@ process on the same global batches, and resumes exactly on another number of ran
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import signal
 import threading
@@ -220,7 +219,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) 
 
     # Resume: weights, optimizers, counters, loader position and every RNG state.
     if resume:
-        nimg, step = _resume(resume, out, model_spec, {"G": G, "D": D, "E": E, "G_ema": G_ema}, optimizers,
+        nimg, step = checkpoint.resume_into(resume, out, model_spec, {"G": G, "D": D, "E": E, "G_ema": G_ema}, optimizers,
                              loader, (gen_latent, gen_aug), seed, invariant, say)
 
     # Wrap for DDP: phases that train a network go through the wrapper, everything else not.
@@ -432,7 +431,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) 
                 logger.samples(nimg, to_uint8(videos), fps=float(archive.fps or 8))
                 next_sample = _next_tick(nimg, cfg.log.sample_kimg)
             if nimg >= next_snapshot or done:
-                ranks_state = _gather_rank_states(gen_latent, gen_aug)
+                ranks_state = checkpoint.gather_rank_states(gen_latent, gen_aug)
                 save_snapshot(final=done)
                 next_snapshot = _next_tick(nimg, cfg.log.snapshot_kimg)
             if on_step is not None:
@@ -444,48 +443,3 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) 
     say(f"stopped ({stopped_by}) at {nimg / 1000:.3f} kimg, step {step}, after {seconds:.1f} s")
     return TrainResult(out=out, nimg=nimg, steps=step, export=export_path, state=state_path,
                        stopped_by=stopped_by, seconds=seconds, last_log=record)
-
-
-def _resume(spec, out, model_spec, nets, optimizers, loader, generators, seed, invariant, say) -> tuple[int, int]:
-    """Load a training state into everything in place; returns (nimg, step)."""
-    path, state = checkpoint.find_resume(spec, out, log=say)
-    if state["model"] != json.loads(json.dumps(model_spec)):
-        raise KinemaError(f"{path}: was trained as {state['model']['name']} {state['model']['kwargs']}, "
-                          f"not {model_spec['name']} {model_spec['kwargs']}")
-    for name, net in nets.items():
-        if net is not None:
-            net.load_state_dict(state[name])
-    for name, opt in optimizers.items():
-        opt.load_state_dict(state["opt"][name])
-        _match_layout(opt)
-    nimg, step = int(state["counters"]["nimg"]), int(state["counters"]["step"])
-    loader.load_state_dict(state["loader"])
-    gen_latent, gen_aug = generators
-    same_world = len(state["ranks"]) == dist.world_size()
-    if same_world or invariant:  # world-invariant: every rank held the same streams; take rank 0's
-        mine = state["ranks"][dist.rank() if same_world else 0]
-        checkpoint.restore_rng(mine["rng"])
-        gen_latent.set_state(mine["latent"]), gen_aug.set_state(mine["aug"])
-    else:  # another number of ranks: fresh per-rank streams, derived from the position
-        for g, k in ((gen_latent, 1), (gen_aug, 2)):
-            g.manual_seed(seed * 2 + k + 1000003 * step)
-    say(f"resumed from {path} at {nimg / 1000:.3f} kimg (step {step})")
-    return nimg, step
-
-
-def _match_layout(opt: torch.optim.Optimizer) -> None:
-    """Give every per-weight optimizer state its weight's memory layout. A state saved under another
-    ``channels_last`` setting loads contiguous next to channels-last weights: the fused AdamW kernel
-    refuses that on CUDA and, on CPU, updates the wrong elements without a word."""
-    for group in opt.param_groups:
-        for p in group["params"]:
-            slots = opt.state.get(p, {})
-            for key, value in slots.items():
-                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
-                    slots[key] = torch.empty_like(p).copy_(value)
-
-
-def _gather_rank_states(gen_latent: torch.Generator, gen_aug: torch.Generator) -> list[dict]:
-    """Every rank's RNG states (global + the loop's generators), in rank order."""
-    return dist.all_gather_object({"rng": checkpoint.capture_rng(), "latent": gen_latent.get_state(),
-                                   "aug": gen_aug.get_state()})
