@@ -127,9 +127,11 @@ def test_slerp_rows_samples_and_fractions():
         want = (torch.sin(0.7 * theta) * fa64 + torch.sin(0.3 * theta) * fb64) / torch.sin(theta)
         got = slerp_any(a, b, 0.3, start_dim=start_dim)
         assert got.shape == a.shape and torch.allclose(got.reshape(want.shape).double(), want, atol=1e-6)
+    # The sampling API's slerp mixes whole samples (each seed's latents as one vector).
+    assert torch.equal(slerp(a, b, 0.3), slerp_any(a, b, 0.3, start_dim=1))
     # One fraction per row; exact endpoints inside a tensor of fractions.
     t = torch.tensor([[0.0, 0.5, 1.0], [0.25, 1.0, 0.0]])
-    rows = slerp_any(a, b, t)
+    rows = slerp_any(a, b, t, start_dim=-1)
     for i in range(2):
         for j in range(3):
             assert torch.equal(rows[i, j], slerp_any(a[i, j:j + 1], b[i, j:j + 1], float(t[i, j]))[0])

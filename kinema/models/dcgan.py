@@ -38,7 +38,7 @@ def latent_walk(n: int, frames: int, dim: int, anchor_every: int, walk_angle: fl
     pos = torch.arange(frames, dtype=torch.float32) / anchor_every  # [T] position in anchor units
     left = pos.floor().long()
     frac = (pos - left).expand(n, frames)  # [n, T]
-    return slerp(anchors[:, left], anchors[:, left + 1], frac)  # [n, T, Z]
+    return slerp(anchors[:, left], anchors[:, left + 1], frac, start_dim=-1)  # [n, T, Z], one fraction per row
 
 
 class DCGANGenerator(nn.Module):

@@ -14,9 +14,10 @@ import math
 import torch
 
 
-def slerp(a: torch.Tensor, b: torch.Tensor, t, start_dim: int = -1) -> torch.Tensor:
+def slerp(a: torch.Tensor, b: torch.Tensor, t, start_dim: int = 1) -> torch.Tensor:
     """Spherical interpolation between ``a`` and ``b`` (same shape), the vectors being the dims
-    from ``start_dim`` on (``-1``: rows of ``[..., Z]``; ``1``: whole samples of ``[n, ...]``).
+    from ``start_dim`` on (``1``, the default: whole samples of ``[n, ...]``; ``-1``: rows of
+    ``[..., Z]``).
 
     ``t``: a float, or a tensor of the leading shape (one fraction per vector). Computed in
     float64, returned in ``a``'s dtype; exactly ``a`` at t=0 and ``b`` at t=1; a straight line

@@ -71,7 +71,7 @@ def interpolate_batches(G, seeds: Sequence[int], steps: int = 8, frames: int | N
     """
     if method not in ("slerp", "lerp"):
         raise KinemaError(f"interpolation method must be slerp or lerp, got {method!r}")
-    mix = (lambda a, b, t: slerp(a, b, t, start_dim=1)) if method == "slerp" else lerp   # per whole sample
+    mix = slerp if method == "slerp" else lerp
     name = model_name(G, config)
     n_frames = resolve_frames(G, frames, name)
     label = resolve_label(G, class_, ((config or {}).get("meta") or {}).get("class_names"), name)

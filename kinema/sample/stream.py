@@ -93,7 +93,7 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
             r = c % drift
             if r == 0 and c > 0:
                 keys = [keys[1], G.make_latents(1, generator=gen, device=device)]
-            lats.append({n: slerp(keys[0][n], keys[1][n], r / drift, start_dim=1) for n in keys[0]})
+            lats.append({n: slerp(keys[0][n], keys[1][n], r / drift) for n in keys[0]})
             c += 1
         clips = run_generator(G, truncate({n: torch.cat([d[n] for d in lats]) for n in lats[0]}, psi),
                               [label] * batch, device)         # [batch, C, T, H, W]
