@@ -171,6 +171,10 @@ def test_cli_dry_run_and_refusal(tmp_path, capsys, flat_archive):
     assert "batch" in capsys.readouterr().err
     assert main(["train", "--preset", "tiny", "--gpus", "3", "--dry-run"]) == 2   # batch 4 over 3 ranks
     assert "--gpus: global batch 4 is not divisible by 3 ranks" in capsys.readouterr().err
+    # The torchrun child gets the same command without --gpus, however it was spelled.
+    from kinema.cli.train import _without_gpus
+    assert _without_gpus(["train", "x", "--gpus", "2", "--gpu=2", "--gp", "2", "--grad-clip", "1"]) == \
+        ["train", "x", "--grad-clip", "1"]
 
 
 # Every model and loss trains on CPU; on a flat-grey set G moves towards grey.

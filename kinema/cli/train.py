@@ -116,13 +116,18 @@ def resolve_config(args):
 
 
 def _without_gpus(argv: list[str]) -> list[str]:
+    """``argv`` without ``--gpus N`` / ``--gpus=N``, also as argparse's abbreviations (``--gpu 2``)."""
+    def is_gpus(arg: str) -> bool:
+        name = arg.split("=", 1)[0]
+        return len(name) > 2 and "--gpus".startswith(name)
+
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
-        elif a == "--gpus":
-            skip = True
-        elif not a.startswith("--gpus="):
+        elif is_gpus(a):
+            skip = "=" not in a      # the value is the next word
+        else:
             out.append(a)
     return out
 
