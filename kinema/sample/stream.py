@@ -56,25 +56,32 @@ def _recurrent_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tenso
         noise = G.make_latents(1, frames=chunk, generator=gen, device=device)["motion"] * psi
 
 
+def _keypoint_path(first, draw, every: int, mix) -> Iterator:
+    """Endless points on a path through keypoints ``every`` steps apart: step ``i`` is
+    ``mix(k_j, k_{j+1}, (i % every) / every)`` with ``j = i // every``; ``draw(k)`` makes the
+    keypoint after ``k``, when the path reaches it. Only two keypoints are alive."""
+    prev, nxt = first, draw(first)
+    i = 0
+    while True:
+        r = i % every
+        if r == 0 and i > 0:
+            prev, nxt = nxt, draw(nxt)
+        yield mix(prev, nxt, r / every)
+        i += 1
+
+
 def _walk_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tensor]:
     """DCGAN-style G (latents {"z": [n, T, Z]}, one frame per latent): an endless smooth walk.
 
     Anchors follow the model's rule a_k = cos(a) a_{k-1} + sin(a) e_k (each exactly N(0, I)),
     ``anchor_every`` frames apart; frames in between are slerped. Only two anchors are alive.
     """
-    every, angle, dim = int(G.anchor_every), float(G.walk_angle), int(G.z_dim)
-    a_prev = torch.randn(1, dim, generator=gen)
-    a_next = next_anchor(a_prev, torch.randn(1, dim, generator=gen), angle)
-    frame = 0
+    angle, dim = float(G.walk_angle), int(G.z_dim)
+    path = _keypoint_path(torch.randn(1, dim, generator=gen),
+                          lambda a: next_anchor(a, torch.randn(1, dim, generator=gen), angle), int(G.anchor_every),
+                          slerp)
     while True:
-        zs = []
-        for _ in range(chunk):
-            r = frame % every
-            if r == 0 and frame > 0:
-                a_prev, a_next = a_next, next_anchor(a_next, torch.randn(1, dim, generator=gen), angle)
-            zs.append(slerp(a_prev, a_next, r / every))
-            frame += 1
-        z = torch.stack(zs, 1).to(device)                     # [1, chunk, Z]
+        z = torch.stack([next(path) for _ in range(chunk)], 1).to(device)   # [1, chunk, Z]
         yield run_generator(G, truncate({"z": z}, psi), [label], device)
 
 
@@ -83,18 +90,13 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
     T = int(G.frames)
     if not 0 <= overlap < T:
         raise KinemaError(f"overlap must be 0..{T - 1} frames for this {T}-frame model, got {overlap}")
-    keys = [G.make_latents(1, generator=gen, device=device), G.make_latents(1, generator=gen, device=device)]
+    path = _keypoint_path(G.make_latents(1, generator=gen, device=device),
+                          lambda _: G.make_latents(1, generator=gen, device=device), drift,
+                          lambda a, b, t: {n: slerp(a[n], b[n], t) for n in a})
     batch = max(1, math.ceil(chunk / (T - overlap)))          # clips per G call
     tail = None                                               # [1, C, overlap, H, W] from the last clip
-    c = 0
     while True:
-        lats = []
-        for _ in range(batch):
-            r = c % drift
-            if r == 0 and c > 0:
-                keys = [keys[1], G.make_latents(1, generator=gen, device=device)]
-            lats.append({n: slerp(keys[0][n], keys[1][n], r / drift) for n in keys[0]})
-            c += 1
+        lats = [next(path) for _ in range(batch)]
         clips = run_generator(G, truncate({n: torch.cat([d[n] for d in lats]) for n in lats[0]}, psi),
                               [label] * batch, device)         # [batch, C, T, H, W]
         out = []
