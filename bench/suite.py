@@ -292,8 +292,7 @@ def bench_generate(table: Table, tmp: Path, args, device: torch.device) -> None:
 
 
 def bench_loader(table: Table, tmp: Path, args, device: torch.device) -> None:
-    archive = prepare("builtin:bouncing_shapes", tmp / "loader64", resolution=64, frames=16, num_videos=args.clips,
-                      workers=2, verbose=False)
+    archive = shapes_archive(tmp, 64, args.clips)   # the 64^2 training archive when there is one
 
     def rate(workers: int, dev) -> float:
         loader = ClipLoader(archive, batch_size=64, seed=0, num_workers=workers, device=dev)
