@@ -318,3 +318,22 @@ def bars_archive(tmp_path_factory):
             frames[t, :, (t + 7 * i) % 32] = 230
         write_video(root / "src" / f"bar{i}.mp4", frames, fps=8)
     return prepare(root / "src", root / "archive", resolution=32, frames=4, channels=1, workers=1, verbose=False)
+
+
+# Comparing training runs (tests/test_runtime.py, tests/test_gpu.py).
+
+def run_weights(result) -> dict:
+    """The float tensors of G and D in a training result's state, as stored (dtype kept)."""
+    from kinema.train.checkpoint import load_state
+
+    state = load_state(result.state)
+    return {f"{net}.{k}": v for net in ("G", "D") for k, v in state[net].items() if v.is_floating_point()}
+
+
+def drift(a: dict, b: dict, start: dict) -> float:
+    """How far run b ended from run a, relative to how far a moved from the initial weights."""
+    import math
+
+    moved = math.sqrt(sum(float(((a[k] - start[k]) ** 2).sum()) for k in a))
+    apart = math.sqrt(sum(float(((a[k] - b[k]) ** 2).sum()) for k in a))
+    return apart / moved

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from kinema.train import get_preset, override, train
-from kinema.train.checkpoint import load_state
+
+from conftest import drift, run_weights
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -47,22 +48,16 @@ def test_hot_loop_never_syncs(tmp_path, bars_archive, model):
 
 
 def test_cuda_defaults_follow_fp32_on_cpu(tmp_path, bars_archive):
-    def weights(result):
-        state = load_state(result.state)
-        return {f"{n}.{k}": v for n in ("G", "D") for k, v in state[n].items() if v.is_floating_point()}
-
-    start = weights(train(override(gpu_config(bars_archive, tmp_path / "s", "videogan", 1), runtime={"device": "cpu"}),
+    start = run_weights(train(override(gpu_config(bars_archive, tmp_path / "s", "videogan", 1), runtime={"device": "cpu"}),
                           log=lambda *a: None))
-    cpu = weights(train(override(gpu_config(bars_archive, tmp_path / "c", "videogan", 8), runtime={"device": "cpu"}),
+    cpu = run_weights(train(override(gpu_config(bars_archive, tmp_path / "c", "videogan", 8), runtime={"device": "cpu"}),
                         log=lambda *a: None))
     result = train(gpu_config(bars_archive, tmp_path / "g", "videogan", 8), log=lambda *a: None)  # auto: all on
-    gpu = weights(result)
+    gpu = run_weights(result)
     record = json.loads((tmp_path / "g" / "log.jsonl").read_text().splitlines()[-1])
     assert all(math.isfinite(v) for v in record.values() if isinstance(v, float))
     assert all(v.dtype == torch.float32 for v in gpu.values())   # bf16 autocast, fp32 master weights
-    moved = math.sqrt(sum(((cpu[k] - start[k]) ** 2).sum() for k in cpu))
-    apart = math.sqrt(sum(((cpu[k] - gpu[k]) ** 2).sum() for k in cpu))
-    assert apart < 0.3 * moved
+    assert drift(cpu, gpu, start) < 0.3
 
 
 def test_pinned_loader_matches_cpu(bars_archive):

@@ -13,8 +13,9 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.train import get_preset, losses, override, train
-from kinema.train.checkpoint import load_state
 from kinema.train.config import Runtime, RuntimeConfig, TrainConfig
+
+from conftest import drift, run_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,18 +26,6 @@ def run(archive, out, model: str, kimg: float = 0.016, **runtime):
     cfg = override(get_preset("tiny"), data={"source": str(archive.path)}, log={"out": str(out)},
                    model={"name": model}, schedule={"kimg": kimg}, runtime={**PLAIN, **runtime})
     return train(cfg, log=lambda *a: None)
-
-
-def weights(result) -> dict[str, torch.Tensor]:
-    state = load_state(result.state)
-    return {f"{net}.{k}": v.float() for net in ("G", "D") for k, v in state[net].items() if v.is_floating_point()}
-
-
-def drift(a: dict, b: dict, start: dict) -> float:
-    """How far run b ended from run a, relative to how far a moved from the initial weights."""
-    moved = math.sqrt(sum(((a[k] - start[k]) ** 2).sum() for k in a))
-    apart = math.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a))
-    return apart / moved
 
 
 def test_runtime_resolves_per_device():
@@ -66,9 +55,9 @@ def test_cli_sets_runtime(capsys):
 def test_layout_and_fused_optimizer_keep_the_math(tmp_path, bars_archive, model):
     # fp32 with channels-last weights and batches and the fused AdamW kernel computes the same
     # thing as the plain loop; only the summation order differs.
-    start = weights(run(bars_archive, tmp_path / "start", model, kimg=0.004))   # after 1 step
-    plain = weights(run(bars_archive, tmp_path / "plain", model))
-    fast = weights(run(bars_archive, tmp_path / "fast", model, channels_last="on", fused="on"))
+    start = run_weights(run(bars_archive, tmp_path / "start", model, kimg=0.004))   # after 1 step
+    plain = run_weights(run(bars_archive, tmp_path / "plain", model))
+    fast = run_weights(run(bars_archive, tmp_path / "fast", model, channels_last="on", fused="on"))
     assert 0 < drift(plain, fast, start) < 1e-3    # the settings took effect, and changed only rounding
 
 
@@ -77,14 +66,14 @@ def test_resume_under_another_layout(tmp_path, bars_archive):
     # continues like a plain resume (Adam's moments follow their weights' new layout).
     import shutil
 
-    start = weights(run(bars_archive, tmp_path / "start", "videogan", kimg=0.004))
+    start = run_weights(run(bars_archive, tmp_path / "start", "videogan", kimg=0.004))
     run(bars_archive, tmp_path / "a", "videogan", kimg=0.008)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
 
     def resume(out, **runtime):
         cfg = override(get_preset("tiny"), data={"source": str(bars_archive.path)}, log={"out": str(out)},
                        model={"name": "videogan"}, schedule={"kimg": 0.016}, runtime={**PLAIN, **runtime})
-        return weights(train(cfg, resume="latest", log=lambda *a: None))
+        return run_weights(train(cfg, resume="latest", log=lambda *a: None))
 
     plain, fast = resume(tmp_path / "a"), resume(tmp_path / "b", channels_last="on", fused="on")
     assert drift(plain, fast, start) < 1e-3
@@ -116,14 +105,14 @@ def test_bf16_autocast_runs_on_cpu_and_follows_fp32(tmp_path, bars_archive, monk
         return real_loss(logits, kind)
 
     monkeypatch.setattr(losses, "d_loss_real", spy)
-    start = weights(run(bars_archive, tmp_path / "start", "videogan", kimg=0.004))
-    fp32 = weights(run(bars_archive, tmp_path / "fp32", "videogan"))
+    start = run_weights(run(bars_archive, tmp_path / "start", "videogan", kimg=0.004))
+    fp32 = run_weights(run(bars_archive, tmp_path / "fp32", "videogan"))
     dtypes.clear()
     result = run(bars_archive, tmp_path / "bf16", "videogan", precision="bf16", channels_last="on")
     assert dtypes and set(dtypes) == {torch.bfloat16}            # D really ran under autocast
     records = [json.loads(line) for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
-    bf16 = weights(result)
+    bf16 = run_weights(result)
     assert all(v.dtype == torch.float32 for v in bf16.values())  # master weights stay fp32
     # bf16 rounding moves the result, but it is the same training: far closer to fp32's end point
     # than fp32 moved in those steps.
@@ -131,9 +120,9 @@ def test_bf16_autocast_runs_on_cpu_and_follows_fp32(tmp_path, bars_archive, monk
 
 
 def test_compile_trains_like_eager(tmp_path, bars_archive):
-    start = weights(run(bars_archive, tmp_path / "start", "dcgan", kimg=0.004))
-    eager = weights(run(bars_archive, tmp_path / "eager", "dcgan"))
-    compiled = weights(run(bars_archive, tmp_path / "compiled", "dcgan", compile=True))
+    start = run_weights(run(bars_archive, tmp_path / "start", "dcgan", kimg=0.004))
+    eager = run_weights(run(bars_archive, tmp_path / "eager", "dcgan"))
+    compiled = run_weights(run(bars_archive, tmp_path / "compiled", "dcgan", compile=True))
     assert drift(eager, compiled, start) < 1e-2
 
 
