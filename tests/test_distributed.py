@@ -147,7 +147,7 @@ def test_two_rank_state_resumes_in_one_process(runs, tmp_path):
 CHECK = textwrap.dedent("""
     import torch
     from kinema.errors import KinemaError
-    from kinema.train import dist
+    from kinema import dist
 
     dist.init("cpu")
     torch.manual_seed(0)

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from kinema.errors import KinemaError
-from kinema.train import augment, dist, get_preset, losses, override, train
+from kinema import dist
+from kinema.train import augment, get_preset, losses, override, train
 from kinema.train.config import PRESETS, from_dict, to_dict
 from kinema.train.ema import ema_beta, make_ema, update_ema
 

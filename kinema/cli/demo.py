@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kinema.models import MODELS
+
 
 NAME = "demo"
 HELP = "train a small model on built-in moving digits for a few minutes and write a preview video"
@@ -14,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of weights, latents and data order")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: the cores this process may use, minus those other programs keep busy)")
-    p.add_argument("--model", choices=["dcgan", "mocogan", "videogan", "videovae"], default=None,
+    p.add_argument("--model", choices=list(MODELS), default=None,
                    help="model to train instead of the demo preset's")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from kinema.metrics.evaluate import evaluate
-    from kinema.train import dist
+    from kinema import dist
 
     # Under torchrun: one device per rank (cuda:LOCAL_RANK), clips sharded, rank 0 writes.
     device = str(dist.init(args.device)) if dist.is_torchrun() else args.device

@@ -48,7 +48,7 @@ def run(args) -> int:
     from kinema.fsutil import refuse_existing
     from kinema.io.write import codec_for
     from kinema.sample import load, parse_seeds
-    from kinema.train import dist
+    from kinema import dist
 
     if args.seeds is not None and args.num is not None:
         raise KinemaError("give --seeds or --num, not both")
@@ -71,7 +71,7 @@ def _write(args, seeds, out, codec, model) -> int:
     import sys
 
     from kinema.sample import outputs
-    from kinema.train import dist
+    from kinema import dist
 
     fps = args.fps or model.fps
     enc = dict(codec=codec, crf=args.crf, preset=args.preset, force=args.force)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kinema.errors import KinemaError
+from kinema.models import MODELS
 
 NAME = "train"
 HELP = "train a video model on an archive or a built-in dataset"
@@ -39,7 +40,7 @@ def add_arguments(p) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="prepared archive folder or builtin:NAME (default: the preset's, builtin:moving_digits)")
     p.add_argument("--preset", default="default", help="starting configuration: default, demo, tiny, gpu64")
-    p.add_argument("--model", choices=["dcgan", "mocogan", "videogan", "videovae"], help="model (preset: mocogan)")
+    p.add_argument("--model", choices=list(MODELS), help="model (preset: mocogan)")
     p.add_argument("--kimg", type=float, help="train for this many thousand clips (preset: 500)")
     p.add_argument("--minutes", type=float, help="also stop after this many minutes of wall clock")
     p.add_argument("--batch", type=int, help="global batch, split over ranks (preset: 32)")
@@ -144,7 +145,8 @@ def launch(args) -> int:
 
 
 def run(args) -> int:
-    from kinema.train import dist, list_states, to_json, train
+    from kinema import dist
+    from kinema.train import list_states, to_json, train
 
     cfg = resolve_config(args)
     if args.gpus is not None:

@@ -28,7 +28,7 @@ from kinema.metrics.inception_score import inception_score
 from kinema.metrics.mmd import kernel_distance
 from kinema.metrics.protocols import Protocol, get_protocol
 from kinema.metrics.sources import open_source
-from kinema.train import dist
+from kinema import dist
 
 EXTRACTORS = ("builtin", "i3d", "inception")
 
@@ -186,7 +186,7 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
              device: str = "cpu", log=print) -> list[dict]:
     """Evaluate each named protocol in ``metrics``; real/fake are paths (see ``sources.open_source``).
 
-    Under torchrun (``kinema.train.dist.init`` called) extraction is sharded over ranks, every rank
+    Under torchrun (``kinema.dist.init`` called) extraction is sharded over ranks, every rank
     returns the same results, and only rank 0 logs and appends to ``out``.
     """
     quiet = log is None or not dist.is_main()

@@ -23,7 +23,7 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.metrics.protocols import Protocol
-from kinema.train import dist
+from kinema import dist
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".gif", ".m4v"}
 

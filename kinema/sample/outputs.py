@@ -26,7 +26,7 @@ from kinema.errors import KinemaError
 from kinema.fsutil import atomic_dir
 from kinema.sample.generate import generate_batches
 from kinema.sample.interpolate import interpolate_batches
-from kinema.train import dist
+from kinema import dist
 
 
 def _encoding(codec: str, crf, preset) -> dict:

@@ -1,4 +1,4 @@
-"""Training: config tree and presets, losses, augmentation, EMA, checkpoints, ``dist``, the loop.
+"""Training: config tree and presets, losses, augmentation, EMA, checkpoints, the loop.
 
     from kinema.train import train, get_preset, override
     cfg = override(get_preset("tiny"), data={"source": "builtin:moving_digits"}, log={"out": "runs/x"})

@@ -31,7 +31,7 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_path
-from kinema.train import dist
+from kinema import dist
 
 FORMAT = "kinema-training-state"
 VERSION = 1

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field, fields, is_dataclass
 
 from kinema.errors import KinemaError
+from kinema.models import MODELS
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "mocogan"                  # dcgan | mocogan | videogan | videovae
+    name: str = "mocogan"                  # a name in kinema.models.MODELS
     width: int = 32                        # base channel count
     conditional: bool = False              # condition on the archive's labels (if it has any)
     spectral_norm: bool = False            # passed to the models that support it
@@ -130,8 +131,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raise a one-line KinemaError for impossible settings; return self."""
         checks = [
-            (self.model.name in ("dcgan", "mocogan", "videogan", "videovae"),
-             f"model: unknown model {self.model.name!r} (dcgan, mocogan, videogan, videovae)"),
+            (self.model.name in MODELS, f"model: unknown model {self.model.name!r} ({', '.join(MODELS)})"),
             (self.loss.kind in ("ns", "hinge"), f"loss: unknown kind {self.loss.kind!r} (ns, hinge)"),
             (self.schedule.batch >= 1, "batch: must be >= 1"),
             (self.schedule.kimg > 0 or self.schedule.minutes > 0, "kimg: must be > 0 (or give --minutes)"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from kinema.train import dist
+from kinema import dist
 
 
 class Stats:

@@ -44,7 +44,8 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_write_text
-from kinema.train import checkpoint, dist, losses
+from kinema import dist
+from kinema.train import checkpoint, losses
 from kinema.devices import to_device
 from kinema.train.augment import GlobalDraws, from_config as make_augment
 from kinema.train.config import Runtime, TrainConfig, describe, to_json
