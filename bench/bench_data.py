@@ -1,6 +1,6 @@
 """Data benchmarks: prepare's decode rate and the loader's throughput, each against a baseline.
 
-    /work/venv/bin/python bench/bench_data.py [--quick]
+    python bench/bench_data.py [--quick]
 
 1. prepare: source H.264 videos at 256x256 (made here with PyAV), prepared to 64x64x16 clips.
    Baseline: a plain PyAV decode loop (decode + RGB conversion, nothing else) in one process.
@@ -12,7 +12,7 @@
 
 Numbers depend on the machine and on what else runs on it. Each line gives the wall-clock rate
 and the rate per CPU-second (items / CPU time of this process and its finished worker processes),
-which stays meaningful on a shared, loaded machine: it is what one fully available core does.
+which stays meaningful when other programs share the cores: it is what one fully available core does.
 The ratio to the baseline measured in the same run is the number to compare across machines.
 """
 
@@ -135,7 +135,7 @@ def bench_loader(tmp: Path, clips: int, seconds: float) -> None:
               f"{wall:6.0f} clips/s wall, {cpu:6.0f} per CPU-s ({wall / base_wall:.0f}x baseline wall"
               f"{'; target 2000 wall' if workers == 2 else ''})")
     # The host side of the accelerator path: workers ship uint8 clips + augmentation parameters,
-    # and conversion/augmentation then run on the GPU (not measurable here: CPU only).
+    # and conversion/augmentation then run on the GPU (measured only with a GPU).
     loader = ClipLoader(arch, batch_size=64, seed=0, num_workers=2, augment=AugmentConfig(flip=True, crop=True))
     loader._data.finish = False
     n = 0

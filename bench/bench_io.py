@@ -1,6 +1,6 @@
 """Encode and decode speed of kinema.io per codec, as ratios against plain PyAV libx264 ultrafast.
 
-    /work/venv/bin/python bench/bench_io.py [--frames 240] [--sizes 64 256] [--repeat 3]
+    python bench/bench_io.py [--frames 240] [--sizes 64 256] [--repeat 3]
 
 Baseline, measured in the same run on the same frames: a bare PyAV loop encoding with libx264
 (preset ultrafast, crf 23, yuv420p) and a bare PyAV loop decoding that file to rgb24 arrays.

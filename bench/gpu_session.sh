@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
-# Everything a session with a GPU machine checks, as one command (at most ~9.5 minutes, inside the
-# device tool's 10-minute limit per command; run it with timeout_s 600):
+# The GPU checks as one command, at most ~9.5 minutes:
 #   1. the CUDA tests (tests/test_gpu.py: no host sync in the hot loop, CUDA defaults vs fp32 on
 #      the CPU, pinned loader, generation on the GPU vs the CPU)
 #   2. the benchmark suite's GPU set (bench/suite.py --gpu within a 330 s budget; results are
 #      rewritten after every section, so a run cut short keeps what it measured)
 # Results go to ${OUT:-bench/results}: gpu.txt, gpu-tests.txt, suite-log.txt, suite.json, suite.md.
 #
-# The lent GPU machines have PyTorch and kinema's other dependencies but not PyAV. Before the
-# session, here (needs the package registry):
-#   mkdir -p .git/info && echo /.whl/ >> .git/info/exclude
+# Needs PyTorch with CUDA and kinema's dependencies. On a GPU machine without network access and
+# without PyAV, download a PyAV wheel on a machine that has access and copy it into .whl/:
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0
-# then run `bash bench/gpu_session.sh` there with `.whl` carried.
 set -uo pipefail
 out=${OUT:-bench/results}
 mkdir -p "$out"
 if ! python3 -c "import av" 2>/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    site=$(mktemp -d)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
         .whl/*.whl || { echo "gpu_session: PyAV is missing and no wheel could be installed from .whl/"; exit 2; }
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}   # kinema from this checkout, not installed
 export PYTHONUNBUFFERED=1

@@ -37,7 +37,7 @@ and prints the table. Rows:
            overhead and host work the GPU waits for) and kernels launched per step.
 
 Peak: ``--peak-tflops`` or, from the card's name, the dense bf16 spec (H100/H200 SXM: 989 TFLOP/s;
-PERF-FACTS measured 782 for an 8192^3 bf16 matmul, which would make every MFU 1.26x higher). On
+a large bf16 matmul reaches less than the spec, so MFU against the spec is a conservative figure). On
 CPU there is no meaningful peak: n/a. Numbers depend on what else runs on the machine.
 """
 
@@ -353,8 +353,8 @@ def main() -> int:
                    help="seconds for the whole suite; training configurations that would overrun are skipped "
                         "(default: 450 with --gpu, none on CPU)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (CPU default 1: on a shared, loaded machine 2 OpenMP threads stall "
-                        "each other, measured 20x slower for the loader)")
+                   help="torch CPU threads (CPU default 1: when other programs hold the cores, OpenMP threads "
+                        "stall each other; the loader ran 20x slower with 2)")
     args = p.parse_args()
     if args.threads or not args.gpu:
         torch.set_num_threads(args.threads or 1)
@@ -425,7 +425,7 @@ def main() -> int:
                 args.skipped.append(name)
                 print(f"  {name}: skipped (time budget {args.budget:.0f} s)", flush=True)
                 continue
-            # One failing section must not cost the others (a GPU session gets one try).
+            # One failing section must not cost the others.
             try:
                 section()
             except Exception as err:  # noqa: BLE001 - reported in the output and the JSON

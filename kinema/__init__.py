@@ -1,6 +1,6 @@
 """kinema: train, sample, encode, edit and evaluate generative video models.
 
-Conventions used everywhere (see README "Conventions"):
+Conventions used everywhere (docs/design.md, "Conventions"):
   * model tensors are float ``[B, C, T, H, W]`` in ``[-1, 1]``;
   * I/O arrays are uint8 ``[T, H, W, C]`` (one video) or ``[B, T, H, W, C]``;
   * conversion between the two lives only in :mod:`kinema.io`.

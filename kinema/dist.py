@@ -49,7 +49,7 @@ def shutdown(clean: bool = False) -> None:
     """End the process group. ``clean`` (after a run that succeeded on this rank): first free what
     still refers to the group (DDP wrappers live in reference cycles until a collection) and let
     every rank arrive, then destroy it. Left to interpreter exit, the teardown order is arbitrary,
-    and a gloo rank was seen to abort there ("terminate called without an active exception") after
+    and a gloo rank can abort there ("terminate called without an active exception") after
     a finished run, failing the whole torchrun job. After an error no barrier: the other ranks may
     never arrive, and torchrun ends them once this one exits."""
     if tdist.is_available() and tdist.is_initialized():

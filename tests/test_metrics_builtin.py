@@ -175,7 +175,7 @@ def one_thread():
 def test_digit_scores_separate_real_from_junk(tmp_path, one_thread):
     from kinema.metrics.digits import ClassifierSettings, load_classifier, motion_accel, score_digits
 
-    # A deliberately short training run (the default one takes ~1 min; see notes/metrics.md).
+    # A deliberately short training run (the default one takes about a minute on 2 cores).
     s = ClassifierSettings(size=32, train_videos=200, test_videos=40, frames=2, steps=100)
     logs = []
     clf = load_classifier(settings=s, cache_dir=tmp_path, log=logs.append)

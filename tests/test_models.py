@@ -21,8 +21,8 @@ TINY = dict(width=2, frames=8)
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    # Tiny models gain nothing from a second thread; on a shared, loaded machine each parallel
-    # region would wait for a busy core. Restored after this module.
+    # Tiny models gain nothing from a second thread; when other processes hold the cores, each
+    # parallel region would wait for a busy one. Restored after this module.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

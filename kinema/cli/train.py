@@ -3,7 +3,7 @@
 Argument parsing only: options start from a named preset (or, with ``--resume``, from the run's
 own ``config.json``) and override the fields given; ``kinema.train.train`` does the work.
 Multi-GPU / multi-process: ``torchrun --nproc_per_node=N -m kinema train ...``, or ``--gpus N``,
-which runs exactly that (``torchrun --standalone``, this machine only) with the same options.
+which runs exactly that (``torchrun --standalone``, the local machine only) with the same options.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--gpus", type=int, metavar="N",
-                   help="launch N processes on this machine with torchrun --standalone (one per GPU; with "
+                   help="launch N processes on the local machine with torchrun --standalone (one per GPU; with "
                         "--device cpu, N CPU processes on gloo); for several machines call torchrun yourself")
     p.add_argument("--config", metavar="JSON", help="start from this config.json instead of the preset")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

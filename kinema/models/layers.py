@@ -12,11 +12,11 @@ Choices made once here so that all models behave alike:
   * Discriminators use no normalisation and LeakyReLU(0.2), so the R1 penalty of the training
     loop acts on a plain function of one clip; spectral norm is an option, off by default (it
     costs a power iteration per layer and step, and R1 already regularises D).
-  * Upsampling defaults to a transposed convolution (k4, s2). Measured on this machine's 2 CPU
-    cores (forward+backward, batch 16): ConvTranspose3d 64->32 from [8,16,16] 235 ms against
-    nearest upsample + Conv3d(k3) 638 ms; 2-D likewise 2.5-3x. On GPUs the two should be about
-    even (estimate from PERF-FACTS: transposed 3-D runs at a third of the FLOP rate but needs
-    27/8 fewer FLOPs), so ``upsample="nearest"`` is kept as an option, not the default.
+  * Upsampling defaults to a transposed convolution (k4, s2). On a 2-core CPU (forward+backward,
+    batch 16) ConvTranspose3d 64->32 from [8,16,16] took 235 ms against nearest upsample +
+    Conv3d(k3) 638 ms; 2-D likewise 2.5-3x (docs/results.md, "Models"). On GPUs the two should be
+    about even (a transposed 3-D conv may run at a lower FLOP rate but needs 27/8 fewer FLOPs),
+    so ``upsample="nearest"`` is kept as an option, not the default.
 """
 
 from __future__ import annotations

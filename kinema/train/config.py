@@ -164,11 +164,11 @@ def preset_default() -> TrainConfig:
 def preset_demo() -> TrainConfig:
     """What `kinema demo` trains: a class-conditional frame GAN (dcgan), ~3 CPU minutes.
 
-    Picked among the four models and ~25 settings on the shared 2-core box (notes/train.md, "Demo
+    Picked among the four models and ~25 settings on a 2-core CPU (docs/results.md, "Demo
     quality"): a per-frame D learns digit shapes fastest and class conditioning keeps a clip's
     digit. In a fixed budget optimizer steps are what counts: 4-frame clips (consecutive frames
     of a clip are nearly the same digit, so 8 frames taught little more) and lazy R1 every 16
-    steps give ~2x the steps of the earlier 8-frame preset; hinge loss, Adam betas (0.5, 0.9)
+    steps give ~2x the steps of 8-frame clips with R1 every 4; hinge loss, Adam betas (0.5, 0.9)
     and a slower latent walk (0.3 rad per 4 frames: the digit keeps its shape) each helped.
     """
     return TrainConfig(

@@ -27,7 +27,8 @@ RESERVE_S = 8.0
 # Latent temperature of the preview (`kinema generate --truncation`): after a few minutes of
 # training the typical latents (near the prior's centre) give clean digits and the tails give
 # half-formed ones; scaling the latents trades variety within a class (the class itself is
-# drawn as usual) for cleaner strokes. Measured in notes/train.md ("Demo quality").
+# drawn as usual) for cleaner strokes. At 1.0 because truncation lowered the demo's scores
+# (docs/results.md, "Demo quality").
 PREVIEW_TRUNCATION = 1.0
 # Frames per preview video. The demo trains on short clips (in a fixed budget optimizer steps
 # are what counts, and neighbouring frames teach little more); a generator that can extend its
@@ -56,7 +57,7 @@ def available_cores() -> int:
 
     Why not simply all of them: on a busy machine, torch's OpenMP threads wait for each other at
     every parallel region, and a thread that the OS parks behind another program stalls the rest.
-    Measured on the 2-core dev box under a load of ~8: one thread trained 4-20x faster than two.
+    On 2 cores kept busy by other programs, one thread trained several times faster than two.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 0
