@@ -194,8 +194,8 @@ def test_videogpt_preprocess_resizes_short_side_and_centres():
     v[..., 16:32, :] = 255  # middle third of the width white
     x = videogpt_preprocess(v)
     assert x.shape == (2, 3, 3, 224, 224)
-    assert x.min() >= -0.5 and x.max() <= 0.5
-    assert x[0, 0, 0, 112, 112] == 0.5 and x[0, 0, 0, 112, 0] == -0.5
+    assert x.min() >= -1 and x.max() <= 1  # VideoGPT's fvd.py doubles data.py's [-0.5, 0.5]
+    assert x[0, 0, 0, 112, 112] == 1 and x[0, 0, 0, 112, 0] == -1
 
 
 def test_missing_weights_error_names_file_and_place(tmp_path, monkeypatch):

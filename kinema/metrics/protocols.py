@@ -12,6 +12,13 @@ Real-clip sampling rules:
 * ``random_frames``: ``num_real`` single frames drawn without replacement, seeded, from all
   frames of all source videos (FID-style frame protocols).
 
+Each protocol names the public code it reproduces (``reference``) and uses that code's
+covariance estimator (``cov_ddof``: the covariance divides by N - cov_ddof):
+
+* video protocols (fvd*, kvd*, is*): StyleGAN-V's ``metrics/frechet_video_distance.py`` and
+  ``video_inception_score.py``, whose feature statistics divide by N (``cov_ddof = 0``);
+* frame protocols (fid*, kid*): pytorch-fid / clean-fid (``np.cov``, unbiased, ``cov_ddof = 1``).
+
 Fake samples: ``num_fake`` clips of ``frames`` frames, video ``i`` generated from seed
 ``seed + i`` (or, for a folder of videos, the same sampling rule as the real side). For frame
 protocols, the fake frames are all frames of ``ceil(num_fake / frames)`` clips, truncated.
@@ -25,6 +32,11 @@ from dataclasses import asdict, dataclass, replace
 from kinema.errors import KinemaError
 
 
+STYLEGAN_V = "StyleGAN-V (universome/stylegan-v, metrics/frechet_video_distance.py): covariance / N"
+PYTORCH_FID = "pytorch-fid / clean-fid (mseitzer/pytorch-fid, GaParmar/clean-fid): np.cov, covariance / (N - 1)"
+KINEMA_BUILTIN = "kinema built-in classifier (kinema.metrics.digits)"
+
+
 @dataclass(frozen=True)
 class Protocol:
     name: str
@@ -35,7 +47,8 @@ class Protocol:
     unit: str = "clip"          # "clip": video features; "frame": image features of single frames
     real_sampling: str = "one_clip_per_video"
     split: str = "all"          # the whole real source (kinema archives have no train/test split)
-    cov_ddof: int = 0           # covariance divides by N - ddof; 0 = StyleGAN/StyleGAN-V's estimator
+    cov_ddof: int = 0           # covariance divides by N - cov_ddof: 0 StyleGAN-V (FVD), 1 pytorch-fid/clean-fid
+    reference: str = STYLEGAN_V  # the public code whose number this protocol reproduces
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
@@ -57,25 +70,31 @@ def _clip(name, metric, n, frames, **kw):
     return Protocol(name, metric, 0 if metric == "is" else n, n, frames, **kw)
 
 
+def _frames(name, metric, n, **kw):
+    """A frame protocol (FID / KID on single frames): pytorch-fid / clean-fid's unbiased covariance."""
+    return Protocol(name, metric, n, n, 16, unit="frame", real_sampling="random_frames", cov_ddof=1,
+                    reference=PYTORCH_FID, **kw)
+
+
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     # The published-style protocols.
     _clip("fvd2048_16f", "fvd", 2048, 16),
     _clip("fvd2048_128f", "fvd", 2048, 128),
     _clip("kvd2048_16f", "kvd", 2048, 16),
     _clip("is2048_16f", "is", 2048, 16),
-    Protocol("fid50k_frames", "fid", 50000, 50000, 16, unit="frame", real_sampling="random_frames"),
-    Protocol("kid50k_frames", "kid", 50000, 50000, 16, unit="frame", real_sampling="random_frames"),
+    _frames("fid50k_frames", "fid", 50000),
+    _frames("kid50k_frames", "kid", 50000),
     # Small ones for offline checks, tests and the training proxy (noisier; say so when you report).
     _clip("fvd256_16f", "fvd", 256, 16),
     _clip("fvd128_16f", "fvd", 128, 16),
     _clip("kvd256_16f", "kvd", 256, 16),
     _clip("is256_16f", "is", 256, 16),
-    Protocol("fid2k_frames", "fid", 2048, 2048, 16, unit="frame", real_sampling="random_frames"),
+    _frames("fid2k_frames", "fid", 2048),
     # Built-in dataset scores (kinema.metrics.digits): no extractor, no real pass; the value is
     # the fraction of recognised frames, the result also carries consistency and the histogram.
     # frames = 0: the source's own clip length (the generator's frames, the archive's clips).
-    Protocol("digits256", "digits", 0, 256, 0, real_sampling="none"),
-    Protocol("shapes256", "shapes", 0, 256, 0, real_sampling="none"),
+    Protocol("digits256", "digits", 0, 256, 0, real_sampling="none", reference=KINEMA_BUILTIN),
+    Protocol("shapes256", "shapes", 0, 256, 0, real_sampling="none", reference=KINEMA_BUILTIN),
 ]}
 
 
@@ -97,7 +116,6 @@ def get_protocol(name: str) -> Protocol:
     elif m := _FRAME_NAME.match(name):
         metric, n = m.group(1), int(m.group(2)) * (1000 if m.group(3) else 1)
         if n >= 2:
-            return Protocol(name, metric, n, n, 16, unit="frame", real_sampling="random_frames",
-                            kid_subset_size=min(1000, n))
+            return _frames(name, metric, n, kid_subset_size=min(1000, n))
     raise KinemaError(f"--metric {name}: unknown protocol; known: {', '.join(PROTOCOLS)}, or any name of the "
                       "forms fvdN_Tf, kvdN_Tf, isN_Tf, fidN_frames, kidN_frames (N samples, T frames; Nk = N x 1000)")
