@@ -255,6 +255,8 @@ def test_export_round_trip(tmp_path, name):
 
 
 def test_export_errors_name_the_file(tmp_path):
+    from kinema.models.export import config_checksum
+
     ms = build("dcgan", **TINY)
     path = save_generator(tmp_path / "exp.safetensors", ms.G, "dcgan", ms.kwargs, {})
     sidecar = path.with_suffix(".json")
@@ -265,25 +267,36 @@ def test_export_errors_name_the_file(tmp_path):
             load_generator(target)
         assert "exp." in str(err.value) and "\n" not in str(err.value)
 
+    def write(**changes):  # a sidecar edited by someone who also recomputed its checksum
+        config = {**good_config, **changes}
+        sidecar.write_text(json.dumps({**config, "checksum": config_checksum(config)}))
+
     path.write_bytes(good_weights[: len(good_weights) // 2])  # truncated
     expect("checksum")
-    # Without a recorded checksum the safetensors reader itself notices the truncation.
-    sidecar.write_text(json.dumps({k: v for k, v in good_config.items() if k != "sha256"}))
-    expect("unreadable safetensors")
-    # Weights of another shape (the config says a wider model): strict loading refuses them.
+    # Without a recorded weights checksum the export is refused outright.
+    write(sha256=None)
+    expect("no sha256")
     path.write_bytes(good_weights)
+    # An edited sidecar whose checksum was not recomputed is reported as edited.
     sidecar.write_text(json.dumps({**good_config, "kwargs": {**good_config["kwargs"], "width": 8}}))
-    expect("do not fit model dcgan")
-    sidecar.write_text(json.dumps({**good_config, "kwargs": {**good_config["kwargs"], "resolution": 48}}))
-    expect("bad model options")
-    sidecar.write_text(json.dumps({**good_config, "name": "nosuchmodel"}))
+    expect("edited after export")
+    # Weights of another shape (the config says a wider model): the header comparison names the option.
+    write(kwargs={**good_config["kwargs"], "width": 8})
+    expect("option width=8 does not fit the weights of model dcgan")
+    write(kwargs={**good_config["kwargs"], "resolution": 48})
+    expect("option resolution must be one of")
+    write(name="nosuchmodel")
     expect("unknown model name")
     sidecar.write_text("{not json")
-    expect("unreadable export config")
+    expect("export config is not valid JSON")
     sidecar.unlink()
     expect("export config not found")
     sidecar.write_text(json.dumps(good_config))
     load_generator(path)  # restored: loads again
+    # A version-1 sidecar (weights hash only, no checksum) still loads.
+    v1 = {k: v for k, v in good_config.items() if k != "checksum"}
+    sidecar.write_text(json.dumps({**v1, "format_version": 1}))
+    load_generator(path)
     path.unlink()
     expect("export weights not found")
 

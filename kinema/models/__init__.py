@@ -16,7 +16,6 @@ BatchNorm, whose batch statistics would otherwise tie a video to the rest of its
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,6 +24,7 @@ import torch.nn as nn
 
 from kinema.errors import KinemaError
 from kinema.models import dcgan, mocogan, videogan, videovae
+from kinema.models.options import check
 
 
 @dataclass
@@ -49,16 +49,29 @@ MODELS: dict[str, Callable[..., ModelSet]] = {
 }
 
 
-def build(name: str, **kwargs) -> ModelSet:
-    """Build model ``name`` with keyword options; unknown names/options -> KinemaError."""
+def model_options(name: str) -> dict:
+    """The option bounds model ``name`` declares with its build (``kinema.models.options.bounded``)."""
     if name not in MODELS:
         raise KinemaError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    factory = MODELS[name]
-    allowed = inspect.signature(factory).parameters
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise KinemaError(f"model {name}: unknown option(s) {', '.join(unknown)}; known: {', '.join(allowed)}")
-    return factory(**kwargs)
+    schema = getattr(MODELS[name], "options", None)
+    if schema is None:  # every registered model must declare its bounds: nothing is built unchecked
+        raise KinemaError(f"model {name}: declares no option bounds (decorate its build with kinema.models.options.bounded)")
+    return schema
+
+
+def check_options(name: str, kwargs: dict) -> None:
+    """Validate ``kwargs`` (e.g. read from a file) against model ``name``'s declared bounds without
+    building anything; one-line KinemaError naming the option otherwise."""
+    if not isinstance(kwargs, dict):
+        raise KinemaError(f"model {name}: options must be an object")
+    check(name, model_options(name), kwargs)
+
+
+def build(name: str, **kwargs) -> ModelSet:
+    """Build model ``name`` with keyword options; unknown names, unknown options and options
+    outside their declared bounds -> KinemaError (before anything is allocated)."""
+    check_options(name, kwargs)
+    return MODELS[name](**kwargs)
 
 
 def count_params(module: nn.Module | None) -> int:
@@ -104,4 +117,4 @@ def flops_per_clip(model_set: ModelSet, frames: int | None = None) -> dict[str, 
 
 from kinema.models.export import load_generator, save_generator  # noqa: E402  (needs build above)
 
-__all__ = ["MODELS", "ModelSet", "build", "count_params", "flops_per_clip", "save_generator", "load_generator"]
+__all__ = ["MODELS", "ModelSet", "build", "check_options", "model_options", "count_params", "flops_per_clip", "save_generator", "load_generator"]

@@ -22,8 +22,9 @@ import torch.nn as nn
 
 from kinema.errors import KinemaError
 from kinema.models.latents import next_anchor, slerp
-from kinema.models.layers import check_common, fold_time, need_labels, unfold_time
+from kinema.models.layers import COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, fold_time, need_labels, unfold_time
 from kinema.models.nets import ImageDiscriminator, ImageGenerator
+from kinema.models.options import Bool, Float, Int, bounded
 
 
 def latent_walk(n: int, frames: int, dim: int, anchor_every: int, walk_angle: float,
@@ -83,6 +84,8 @@ class DCGANDiscriminator(nn.Module):
         return [self.net(fold_time(video), frame_labels).view(b, t)]
 
 
+@bounded("dcgan", **COMMON_OPTIONS, d_width=Int(1, MAX_WIDTH, optional=True), z_dim=Int(1, MAX_LATENT),
+         spectral_norm=Bool(), anchor_every=Int(1, 1024), walk_angle=Float(0.0, math.pi))
 def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_classes: int = 0, width: int = 32,
           d_width: int | None = None, z_dim: int = 64, spectral_norm: bool = False, upsample: str = "transpose",
           anchor_every: int = 4, walk_angle: float = 0.5):
@@ -93,10 +96,6 @@ def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_clas
     """
     from kinema.models import ModelSet  # the dataclass lives with the registry
 
-    check_common("dcgan", resolution, frames, channels, num_classes, width, upsample)
-    if anchor_every < 1 or not 0.0 <= walk_angle <= math.pi:
-        raise KinemaError(f"model dcgan: anchor_every must be >= 1 and walk_angle in [0, pi], "
-                          f"got {anchor_every}, {walk_angle}")
     d_width = d_width or width
     kwargs = dict(resolution=resolution, frames=frames, channels=channels, num_classes=num_classes, width=width,
                   d_width=d_width, z_dim=z_dim, spectral_norm=spectral_norm, upsample=upsample,

@@ -28,27 +28,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kinema.errors import KinemaError
+from kinema.models.options import Choice, Int, check
 
 RESOLUTIONS = (32, 64, 128, 256)
 MIN_FRAMES, MAX_FRAMES = 4, 32
 UPSAMPLE_MODES = ("transpose", "nearest")
+MAX_WIDTH, MAX_CLASSES, MAX_LATENT = 1024, 10000, 4096
+
+# Bounds of the options every model shares (kinema.models.options); each model adds its own.
+COMMON_OPTIONS = dict(resolution=Choice(*RESOLUTIONS), frames=Int(MIN_FRAMES, MAX_FRAMES), channels=Choice(1, 3),
+                      num_classes=Int(0, MAX_CLASSES), width=Int(1, MAX_WIDTH), upsample=Choice(*UPSAMPLE_MODES))
 
 
 def check_common(model: str, resolution: int, frames: int, channels: int, num_classes: int, width: int,
                  upsample: str = "transpose") -> None:
-    """Raise a one-line KinemaError for options no kinema model supports."""
-    if resolution not in RESOLUTIONS:
-        raise KinemaError(f"model {model}: resolution must be one of {RESOLUTIONS}, got {resolution}")
-    if not MIN_FRAMES <= frames <= MAX_FRAMES:
-        raise KinemaError(f"model {model}: frames must be in {MIN_FRAMES}..{MAX_FRAMES}, got {frames}")
-    if channels not in (1, 3):
-        raise KinemaError(f"model {model}: channels must be 1 or 3, got {channels}")
-    if num_classes < 0:
-        raise KinemaError(f"model {model}: num_classes must be >= 0, got {num_classes}")
-    if width < 1:
-        raise KinemaError(f"model {model}: width must be >= 1, got {width}")
-    if upsample not in UPSAMPLE_MODES:
-        raise KinemaError(f"model {model}: upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+    """Raise a one-line KinemaError for shared options outside ``COMMON_OPTIONS``."""
+    check(model, COMMON_OPTIONS, dict(resolution=resolution, frames=frames, channels=channels,
+                                      num_classes=num_classes, width=width, upsample=upsample))
 
 
 def levels(resolution: int, start: int = 4) -> int:

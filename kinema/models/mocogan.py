@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 
 from kinema.errors import KinemaError
-from kinema.models.layers import check_common, fold_time, need_labels, unfold_time
+from kinema.models.layers import COMMON_OPTIONS, MAX_FRAMES, MAX_LATENT, MAX_WIDTH, fold_time, need_labels, unfold_time
 from kinema.models.nets import ImageDiscriminator, ImageGenerator, VideoDiscriminator
+from kinema.models.options import Bool, Int, bounded
 
 
 class MoCoGANGenerator(nn.Module):
@@ -89,6 +90,9 @@ class MoCoGANDiscriminator(nn.Module):
         return [image_logits, self.video(video, labels)]
 
 
+@bounded("mocogan", **COMMON_OPTIONS, d_width=Int(1, MAX_WIDTH, optional=True),
+         video_width=Int(1, MAX_WIDTH, optional=True), content_dim=Int(1, MAX_LATENT), motion_dim=Int(1, MAX_LATENT),
+         noise_dim=Int(1, MAX_LATENT), image_frames=Int(0, MAX_FRAMES), spectral_norm=Bool())
 def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_classes: int = 0, width: int = 32,
           d_width: int | None = None, video_width: int | None = None, content_dim: int = 50, motion_dim: int = 10,
           noise_dim: int = 10, image_frames: int = 4, spectral_norm: bool = False, upsample: str = "transpose"):
@@ -101,9 +105,6 @@ def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_clas
     """
     from kinema.models import ModelSet
 
-    check_common("mocogan", resolution, frames, channels, num_classes, width, upsample)
-    if min(content_dim, motion_dim, noise_dim) < 1 or image_frames < 0:
-        raise KinemaError("model mocogan: content_dim, motion_dim, noise_dim must be >= 1, image_frames >= 0")
     d_width = d_width or width
     video_width = video_width or max(width // 2, 1)
     kwargs = dict(resolution=resolution, frames=frames, channels=channels, num_classes=num_classes, width=width,

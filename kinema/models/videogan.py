@@ -16,8 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kinema.errors import KinemaError
-from kinema.models.layers import ClassCode, CondBatchNorm, check_common, need_labels
+from kinema.models.layers import COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ClassCode, CondBatchNorm, need_labels
 from kinema.models.nets import VideoDiscriminator, VideoGenerator
+from kinema.models.options import Bool, Int, bounded
 
 
 class VideoGANGenerator(nn.Module):
@@ -67,6 +68,8 @@ class VideoGANDiscriminator(nn.Module):
         return [self.net(video, labels)]
 
 
+@bounded("videogan", **COMMON_OPTIONS, d_width=Int(1, MAX_WIDTH, optional=True), z_dim=Int(1, MAX_LATENT),
+         attention=Bool(), attention_res=Int(0, 256, optional=True), spectral_norm=Bool())
 def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_classes: int = 0, width: int = 32,
           d_width: int | None = None, z_dim: int = 128, attention: bool = False, attention_res: int | None = None,
           spectral_norm: bool = False, upsample: str = "transpose"):
@@ -80,7 +83,6 @@ def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_clas
     """
     from kinema.models import ModelSet
 
-    check_common("videogan", resolution, frames, channels, num_classes, width, upsample)
     attention_res = (attention_res or min(16, resolution // 4)) if attention else 0
     if attention and attention_res not in [2 ** i for i in range(3, 9) if 2 ** i < resolution]:
         raise KinemaError(f"model videogan: attention_res must be a power of two in 8..{resolution // 2}, "

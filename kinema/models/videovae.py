@@ -20,9 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kinema.errors import KinemaError
-from kinema.models.layers import (ClassCode, CondBatchNorm, check_common, down_conv, init_generator, levels, need_labels,
-                                  stage_channels, temporal_schedule)
+from kinema.models.layers import (COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ClassCode, CondBatchNorm, down_conv,
+                                  init_generator, levels, need_labels, stage_channels, temporal_schedule)
 from kinema.models.nets import VideoGenerator
+from kinema.models.options import Choice, Int, bounded
 
 
 class VideoEncoder(nn.Module):
@@ -128,6 +129,8 @@ def reconstruct(E: nn.Module, G: nn.Module, video: torch.Tensor, labels: torch.T
     return G({"z": mu}, labels)
 
 
+@bounded("videovae", **COMMON_OPTIONS, e_width=Int(1, MAX_WIDTH, optional=True), latent=Choice("vector", "grid"),
+         z_dim=Int(1, MAX_LATENT), grid_res=Int(4, 64))
 def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_classes: int = 0, width: int = 32,
           e_width: int | None = None, latent: str = "vector", z_dim: int = 128, grid_res: int = 8,
           upsample: str = "transpose"):
@@ -138,13 +141,8 @@ def build(*, resolution: int = 32, frames: int = 16, channels: int = 1, num_clas
     """
     from kinema.models import ModelSet
 
-    check_common("videovae", resolution, frames, channels, num_classes, width, upsample)
-    if latent not in ("vector", "grid"):
-        raise KinemaError(f"model videovae: latent must be 'vector' or 'grid', got {latent!r}")
     if latent == "grid" and grid_res not in [2 ** i for i in range(2, 7) if 2 ** i <= resolution // 4]:
         raise KinemaError(f"model videovae: grid_res must be a power of two in 4..{resolution // 4}, got {grid_res}")
-    if z_dim < 1:
-        raise KinemaError(f"model videovae: z_dim must be >= 1, got {z_dim}")
     e_width = e_width or width
     kwargs = dict(resolution=resolution, frames=frames, channels=channels, num_classes=num_classes, width=width,
                   e_width=e_width, latent=latent, z_dim=z_dim, grid_res=grid_res, upsample=upsample)
