@@ -231,8 +231,11 @@ def test_learns_a_flat_grey_set(tmp_path, flat_archive, model, kind):
 def test_nan_stops_without_saving(tmp_path, flat_archive, monkeypatch):
     from kinema.train import TrainingDiverged, list_states
 
+    from kinema.train.status import read_status
+
     cfg = tiny(flat_archive, tmp_path / "run", model={"name": "dcgan"})
     train(cfg, log=quiet)
+    assert read_status(tmp_path / "run")["state"] == "finished"
     (state,) = list_states(tmp_path / "run")
     before = state[1].read_bytes()
     real_g_loss = losses.g_loss
@@ -240,6 +243,8 @@ def test_nan_stops_without_saving(tmp_path, flat_archive, monkeypatch):
     with pytest.raises(TrainingDiverged, match="loss G is nan"):
         train(override(cfg, schedule={"kimg": 0.032}), resume="latest", log=quiet)
     assert list_states(tmp_path / "run") == [state] and state[1].read_bytes() == before
+    status = read_status(tmp_path / "run")     # what kinema studio shows as "diverged"
+    assert status["state"] == "diverged" and "loss G is nan" in status["message"]
 
 
 def test_demo_writes_a_preview(tmp_path):

@@ -159,7 +159,34 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) 
     """Train ``cfg`` (from scratch, or from ``resume`` = "latest" | a state path) -> TrainResult.
 
     ``log``: where messages go (rank 0). ``on_step(step)``: called after every training step.
+    Rank 0 keeps ``OUT/status.json`` (:mod:`kinema.train.status`): running, then finished /
+    stopped / diverged / failed.
     """
+    from kinema.train.status import write_status
+
+    cfg.validate()
+    out, main = Path(cfg.log.out), dist.is_main()
+    started = round(time.time(), 3)
+    if main:
+        write_status(out, "running", started=started)
+    try:
+        result = _train(cfg, resume, log, on_step)
+    except TrainingDiverged as err:
+        if main:
+            write_status(out, "diverged", started=started, message=str(err))
+        raise
+    except BaseException as err:
+        if main:
+            write_status(out, "failed", started=started, message=str(err) or type(err).__name__)
+        raise
+    if main:
+        write_status(out, "finished" if result.stopped_by == "kimg" else "stopped", started=started,
+                     stopped_by=result.stopped_by, kimg=result.nimg / 1000, steps=result.steps,
+                     export=result.export.name if result.export else None)
+    return result
+
+
+def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
     from kinema.data import AugmentConfig, ClipLoader
     from kinema.models import build
     from kinema.models.videovae import vae_loss
