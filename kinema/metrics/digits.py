@@ -192,8 +192,10 @@ def train_classifier(settings: ClassifierSettings, device: str = "cpu", log=prin
 
 def load_classifier(dataset: str = "moving_digits", size: int = 32, channels: int = 1,
                     cache_dir: str | os.PathLike | None = None, device: str = "cpu",
-                    settings: ClassifierSettings | None = None, log=print) -> FrameClassifier:
-    """The cached classifier for these settings; trained (about a minute on a CPU) and saved if missing."""
+                    settings: ClassifierSettings | None = None, log=print,
+                    train_if_missing: bool = True) -> FrameClassifier | None:
+    """The cached classifier for these settings; trained (about a minute on a CPU) and saved if
+    missing, or None if missing and ``train_if_missing`` is False."""
     from safetensors.torch import load_file, save_file
     from safetensors import safe_open
 
@@ -210,6 +212,8 @@ def load_classifier(dataset: str = "moving_digits", size: int = 32, channels: in
             raise KinemaError(f"{path}: unreadable classifier cache ({err}); delete it to retrain") from None
         model.class_names, model.settings, model.accuracy = names, s, float(meta["accuracy"])
         return model.to(device).eval()
+    if not train_if_missing:
+        return None
     model = train_classifier(s, device=device, log=log)
     meta = {"class_names": json.dumps(model.class_names), "accuracy": repr(model.accuracy),
             "settings": json.dumps(asdict(s)), "version": str(VERSION)}
@@ -230,6 +234,28 @@ def _check_videos(videos) -> np.ndarray:
     return videos
 
 
+def frame_predictions(videos, classifier: FrameClassifier) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 videos [B, T, H, W, C] -> (most likely class int [B, T], its probability [B, T]).
+
+    The last class index (``len(classifier.class_names) - 1``) is "none"."""
+    videos = _check_videos(videos)
+    b, t = videos.shape[:2]
+    probs = classifier.probs(videos.reshape(b * t, *videos.shape[2:])).reshape(b, t, -1)
+    return probs.argmax(-1), probs.max(-1)
+
+
+def clip_classes(pred: np.ndarray, none: int, consistency: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame classes [B, T] -> (the clip's class [B], whether the clip holds it [B]).
+
+    The clip's class is its most frequent per-frame prediction (ties -> lowest index); the clip
+    holds it when that class is not "none" and is predicted on at least ``ceil(consistency * T)``
+    frames."""
+    t = pred.shape[1]
+    counts = np.stack([(pred == c).sum(1) for c in range(none + 1)], 1)  # [B, K+1]
+    clip_class = counts.argmax(1)
+    return clip_class, (clip_class != none) & (counts.max(1) >= np.ceil(consistency * t - 1e-9))
+
+
 def score_classes(videos, classifier: FrameClassifier, threshold: float = 0.9,
                   consistency: float = 0.8, labels=None) -> dict:
     """videos uint8 [B, T, H, W, C] -> recognised_frac, consistent_frac, histogram (see module doc).
@@ -239,14 +265,10 @@ def score_classes(videos, classifier: FrameClassifier, threshold: float = 0.9,
     """
     videos = _check_videos(videos)
     b, t = videos.shape[:2]
-    probs = classifier.probs(videos.reshape(b * t, *videos.shape[2:])).reshape(b, t, -1)
-    none = probs.shape[-1] - 1
-    pred, conf = probs.argmax(-1), probs.max(-1)  # [B, T]
+    pred, conf = frame_predictions(videos, classifier)
+    none = len(classifier.class_names) - 1
     recognised = (pred != none) & (conf >= threshold)
-    # The clip's class: the most frequent per-frame prediction (ties -> lowest index).
-    counts = np.stack([(pred == c).sum(1) for c in range(none + 1)], 1)  # [B, K+1]
-    clip_class = counts.argmax(1)
-    consistent = (clip_class != none) & (counts.max(1) >= np.ceil(consistency * t - 1e-9))
+    clip_class, consistent = clip_classes(pred, none, consistency)
     names = classifier.class_names
     extra = {}
     if labels is not None:
