@@ -203,10 +203,11 @@ def safetensors_dtype(dtype) -> str:
     return names.get(dtype, str(dtype))
 
 
-def state_layout(module_or_state) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """{name: (safetensors dtype name, shape)} of a module's state_dict (works on the meta device)."""
+def state_layout(module_or_state, dtypes: bool = True) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (safetensors dtype name, shape)} of a module's state_dict (works on the meta device
+    and on fake tensors); ``dtypes=False`` leaves the dtype out ("")."""
     state = module_or_state.state_dict() if hasattr(module_or_state, "state_dict") else module_or_state
-    return {k: (safetensors_dtype(v.dtype), tuple(v.shape)) for k, v in state.items()}
+    return {k: (safetensors_dtype(v.dtype) if dtypes else "", tuple(v.shape)) for k, v in state.items()}
 
 
 def layout_mismatch(expected: dict, found: dict) -> str | None:
@@ -220,7 +221,8 @@ def layout_mismatch(expected: dict, found: dict) -> str | None:
     for k, (dtype, shape) in expected.items():
         if found[k] != (dtype, shape):
             fd, fs = found[k]
-            return f"tensor {k} is {fd} {list(fs)} in the file, the model has {dtype} {list(shape)}"
+            return (f"tensor {k} is {(fd + ' ') if fd else ''}{list(fs)} in the file, the model has "
+                    f"{(dtype + ' ') if dtype else ''}{list(shape)}")
     return None
 
 
@@ -303,6 +305,17 @@ def _stored_members(z: zipfile.ZipFile, path, what: str) -> list[zipfile.ZipInfo
     return members
 
 
+def check_zip(path, limit: int, what: str) -> None:
+    """A zip container (PyTorch and TorchScript files) of at most ``limit`` bytes whose records are
+    all stored uncompressed inside the file: reading it allocates no more than the file's size."""
+    file_size(path, limit, what)
+    try:
+        with zipfile.ZipFile(path) as z:
+            _stored_members(z, path, what)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise KinemaError(f"{path}: unreadable {what} ({type(err).__name__})") from None
+
+
 # ---------------------------------------------------------------------------------------------
 # torch.load.
 
@@ -324,11 +337,7 @@ def torch_load(path, limit: int, what: str, check: Callable[[Any], None] | None 
     size = file_size(path, limit, what)
     is_zip = zipfile.is_zipfile(path)
     if is_zip:
-        try:
-            with zipfile.ZipFile(path) as z:
-                _stored_members(z, path, what)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise KinemaError(f"{path}: unreadable {what} ({type(err).__name__})") from None
+        check_zip(path, limit, what)
 
     def load():
         try:
@@ -371,3 +380,34 @@ def _tensors(obj):
             stack.extend(value.values())
         elif isinstance(value, (list, tuple)):
             stack.extend(value)
+
+
+def load_state_dict_file(path, module, what: str, slack: int = 16 * MiB):
+    """Load a published state dict (``torch.load(weights_only=True)``) into ``module``, a network of
+    a fixed, known layout, after checking the file against that layout: at most twice the
+    module's own bytes plus ``slack``, and (on the fake-tensor pass) the same tensor names and
+    shapes (a top-level ``"state_dict"`` entry and DataParallel's ``module.`` prefixes are
+    unwrapped; BatchNorm's ``num_batches_tracked`` counters may be absent). Returns ``module``."""
+    import torch
+
+    def unwrap(state):
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+            raise KinemaError(f"{path}: not a state dict of tensors ({what})")
+        return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+    def layout(state):
+        return {k: v for k, v in state_layout(state, dtypes=False).items() if not k.endswith("num_batches_tracked")}
+
+    expected = layout(module)
+
+    def check(fake):
+        problem = layout_mismatch(expected, layout(unwrap(fake)))
+        if problem:
+            raise KinemaError(f"{path}: not the published {what} layout ({problem})")
+
+    own = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    state = unwrap(torch_load(path, 2 * own + slack, what, check))
+    module.load_state_dict(state, strict=False)
+    return module

@@ -183,7 +183,7 @@ def test_i3d_rejects_foreign_state_dict(tmp_path):
     from kinema.metrics.i3d import load_i3d_state_dict
 
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "x.pt")
-    with pytest.raises(KinemaError, match="not an InceptionI3d state dict"):
+    with pytest.raises(KinemaError, match="not the published InceptionI3d state dict layout"):
         load_i3d_state_dict(tmp_path / "x.pt")
 
 

@@ -11,6 +11,12 @@ Layout of ``OUT/`` (written whole or not at all by :func:`kinema.fsutil.atomic_d
 A clip is ``frames.u8[offset[video] + start : ... + T]``, so overlapping clips (stride < T)
 share frames instead of copying them. ``frames.u8`` is memory-mapped: opening an archive costs
 nothing and the page cache serves the loader.
+
+Archives are shared, so opening one checks every claim of ``index.json`` against the data
+before anything is mapped or allocated: the JSON's size and depth are bounded, every number is
+range-checked, ``frames.u8`` must hold exactly ``num_frames`` frames, the ``.npy`` headers must
+describe the clip count the index states and the bytes the files hold, and every clip must lie
+inside its video's frames.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from kinema.errors import KinemaError
+from kinema.untrusted import MiB, json_float, json_int, json_strings, load_npy, read_json
 
 FORMAT = "kinema-archive"
 VERSION = 1
 FRAMES_FILE, CLIPS_FILE, LABELS_FILE, INDEX_FILE, REPORT_FILE = (
     "frames.u8", "clips.npy", "labels.npy", "index.json", "report.json")
+MAX_JSON_BYTES = 256 * MiB         # index.json / report.json (about 300 bytes per source video)
+MAX_SIDE, MAX_CLIP_FRAMES, MAX_CLASSES, MAX_FPS = 8192, 1024, 100000, 1000.0
+MAX_TOTAL_FRAMES = 1 << 48
 
 
 def _hash_header(index: dict) -> bytes:
@@ -126,39 +136,69 @@ class Archive:
         index_path = self.path / INDEX_FILE
         if not self.path.is_dir():
             raise KinemaError(f"{self.path}: no such archive folder")
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise KinemaError(f"{index_path}: not a readable kinema archive index ({type(err).__name__})") from None
-        if index.get("format") != FORMAT or index.get("version") != VERSION:
+        index = read_json(index_path, MAX_JSON_BYTES, what="archive index")
+        if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
+            found = (index.get("format"), index.get("version")) if isinstance(index, dict) else (None, None)
             raise KinemaError(f"{self.path}: not a kinema archive of version {VERSION} "
-                              f"(found {index.get('format')!r} version {index.get('version')!r})")
+                              f"(found {str(found[0])[:40]!r} version {str(found[1])[:20]!r})")
         self.index = index
-        self.frames_per_clip = int(index["frames_per_clip"])
-        self.resolution = (int(index["resolution"][0]), int(index["resolution"][1]))
-        self.channels = int(index["channels"])
-        self.fps = float(index["fps"])
-        self.class_names = list(index["class_names"])
-        self.videos = index["videos"]
+        where = index_path
+        self.frames_per_clip = json_int(index, "frames_per_clip", 1, MAX_CLIP_FRAMES, where)
+        res = index.get("resolution")
+        if not (isinstance(res, list) and len(res) == 2 and all(type(v) is int and 1 <= v <= MAX_SIDE for v in res)):
+            raise KinemaError(f"{where}: 'resolution' must be [height, width], each in 1..{MAX_SIDE}, got {str(res)[:40]}")
+        self.resolution = (res[0], res[1])
+        self.channels = json_int(index, "channels", 1, 3, where)
+        if self.channels == 2:
+            raise KinemaError(f"{where}: 'channels' must be 1 or 3, got 2")
+        self.fps = json_float(index, "fps", 0.0, MAX_FPS, where)
+        self.class_names = json_strings(index, "class_names", MAX_CLASSES, 256, where)
+        self.num_frames = json_int(index, "num_frames", 0, MAX_TOTAL_FRAMES, where)
+        num_clips = json_int(index, "num_clips", 0, MAX_TOTAL_FRAMES, where)
+        if not isinstance(index.get("content_hash"), str):
+            raise KinemaError(f"{where}: 'content_hash' must be a string")
         self.content_hash = index["content_hash"]
-        self.num_frames = int(index["num_frames"])
-        try:
-            clips = np.load(self.path / CLIPS_FILE, allow_pickle=False)
-            self.labels = np.load(self.path / LABELS_FILE, allow_pickle=False).astype(np.int64)
-        except (OSError, ValueError) as err:
-            raise KinemaError(f"{self.path}: clip table unreadable ({err})") from None
-        self.num_clips = len(clips)
-        if self.num_clips != index["num_clips"] or len(self.labels) != self.num_clips:
-            raise KinemaError(f"{self.path}: clip table has {self.num_clips} rows, index says {index['num_clips']}")
-        offsets = np.array([v["offset"] for v in self.videos], np.int64)
-        # First frame of each clip in frames.u8: int64 [N].
-        self.clip_first = offsets[clips[:, 0]] + clips[:, 1] if self.num_clips else np.zeros(0, np.int64)
-        self.clip_video = clips[:, 0]
-        frame_bytes = int(np.prod(self.frame_shape))
-        size = (self.path / FRAMES_FILE).stat().st_size if (self.path / FRAMES_FILE).exists() else -1
+        self.videos = index.get("videos")
+        if not isinstance(self.videos, list):
+            raise KinemaError(f"{where}: 'videos' must be a list")
+        for i, v in enumerate(self.videos):
+            ok = isinstance(v, dict) and type(v.get("offset")) is int and type(v.get("num_frames")) is int
+            if not ok or v["offset"] < 0 or v["num_frames"] < 0 or v["offset"] + v["num_frames"] > self.num_frames:
+                raise KinemaError(f"{where}: video {i} must have offset and num_frames within the "
+                                  f"archive's {self.num_frames} frames")
+        # frames.u8 must hold exactly what the index claims, before anything is mapped.
+        frame_bytes = self.resolution[0] * self.resolution[1] * self.channels
+        frames_path = self.path / FRAMES_FILE
+        size = frames_path.stat().st_size if frames_path.is_file() else -1
         if size != self.num_frames * frame_bytes:
-            raise KinemaError(f"{self.path / FRAMES_FILE}: {size} bytes, expected {self.num_frames * frame_bytes} "
+            raise KinemaError(f"{frames_path}: {size} bytes, expected {self.num_frames * frame_bytes} "
                               "(truncated or replaced archive)")
+        # Clip tables: headers checked against the index and the file sizes before loading.
+        clips = load_npy(self.path / CLIPS_FILE, lambda sh: sh == (num_clips, 2), "clip table",
+                         f"[{num_clips}, 2] (num_clips in {INDEX_FILE})")
+        labels = load_npy(self.path / LABELS_FILE, lambda sh: sh == (num_clips,), "label table",
+                          f"[{num_clips}] (num_clips in {INDEX_FILE})")
+        if clips.dtype.kind not in "iu" or labels.dtype.kind not in "iu":
+            raise KinemaError(f"{self.path}: clip and label tables must hold integers")
+        clips, self.labels = clips.astype(np.int64), labels.astype(np.int64)
+        self.num_clips = num_clips
+        offsets = np.array([v["offset"] for v in self.videos], np.int64)
+        lengths = np.array([v["num_frames"] for v in self.videos], np.int64)
+        if num_clips:
+            vid, start = clips[:, 0], clips[:, 1]
+            bad = (vid < 0) | (vid >= len(self.videos)) | (start < 0)
+            if not bad.any():
+                bad = start + self.frames_per_clip > lengths[vid]
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise KinemaError(f"{self.path / CLIPS_FILE}: clip {i} (video {int(vid[i])}, frame {int(start[i])}) "
+                                  f"does not lie inside its video's frames")
+            if ((self.labels < -1) | (self.labels >= len(self.class_names))).any():
+                raise KinemaError(f"{self.path / LABELS_FILE}: labels must be -1 or a class index below "
+                                  f"{len(self.class_names)}")
+        # First frame of each clip in frames.u8: int64 [N].
+        self.clip_first = offsets[clips[:, 0]] + clips[:, 1] if num_clips else np.zeros(0, np.int64)
+        self.clip_video = clips[:, 0]
         self._frames = None  # memory map opened on first use (and again in each worker process)
 
     @property
@@ -174,7 +214,7 @@ class Archive:
 
     @property
     def report(self) -> dict:
-        return json.loads((self.path / REPORT_FILE).read_text(encoding="utf-8"))
+        return read_json(self.path / REPORT_FILE, MAX_JSON_BYTES, what="archive report")
 
     def __len__(self) -> int:
         return self.num_clips

@@ -74,7 +74,7 @@ def class_probs(extractor, features: np.ndarray) -> np.ndarray:
 
 def _real_stats(p: Protocol, real, ext, ext_info, seed, batch_size, cache_dir, device, log) -> tuple[dict, bool]:
     key = cache.stats_key(real.content_hash, p.to_dict(), ext_info["sha256"], seed)
-    hit = cache.load_stats(cache_dir, key)
+    hit = cache.load_stats(cache_dir, key, ext.dim, p.num_real)
     if not all(dist.all_gather_object(hit is not None)):  # ranks agree: a real pass is collective
         hit = None
     if hit is not None:

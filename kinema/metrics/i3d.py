@@ -137,20 +137,9 @@ class InceptionI3d(nn.Module):
 
 def load_i3d_state_dict(path) -> InceptionI3d:
     """Build :class:`InceptionI3d` and load a published state dict (``torch.load(weights_only=True)``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise KinemaError(f"{path}: not a readable PyTorch state dict ({type(err).__name__}: {err})") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    # DataParallel-saved copies carry a "module." prefix.
-    state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
-    model = InceptionI3d()
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise KinemaError(f"{path}: not an InceptionI3d state dict ({len(missing)} keys missing, e.g. "
-                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    from kinema.untrusted import load_state_dict_file
+
+    model = load_state_dict_file(path, InceptionI3d(), "InceptionI3d state dict")
     return model.eval()
 
 

@@ -178,18 +178,9 @@ class FIDInceptionV3(nn.Module):
 
 
 def load_fid_inception_state_dict(path) -> FIDInceptionV3:
-    from kinema.errors import KinemaError
+    from kinema.untrusted import load_state_dict_file
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise KinemaError(f"{path}: not a readable PyTorch state dict ({type(err).__name__}: {err})") from None
-    model = FIDInceptionV3()
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise KinemaError(f"{path}: not pytorch-fid's Inception state dict ({len(missing)} keys missing, e.g. "
-                          f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    model = load_state_dict_file(path, FIDInceptionV3(), "pytorch-fid Inception state dict")
     return model.eval()
 
 

@@ -22,6 +22,8 @@ import torch
 
 from kinema.errors import KinemaError
 
+MAX_TORCHSCRIPT_BYTES = 1 << 30  # the published files are 50-100 MB
+
 # extractor -> [(file name, where it is published)]
 KNOWN = {
     "i3d": [
@@ -78,7 +80,14 @@ def is_torchscript(path) -> bool:
 
 
 def _jit_load(path, device):
-    """``torch.jit.load`` (the reference files are TorchScript; newer PyTorch warns it is deprecated)."""
+    """``torch.jit.load`` (the reference files are TorchScript; newer PyTorch warns it is deprecated).
+
+    A TorchScript file is a program: its shapes cannot be checked before it is loaded, so only
+    its size and container are (at most ``MAX_TORCHSCRIPT_BYTES``, stored zip records inside the
+    file); compare the printed sha256 with the published file's."""
+    from kinema.untrusted import check_zip
+
+    check_zip(path, MAX_TORCHSCRIPT_BYTES, "TorchScript file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:

@@ -13,6 +13,11 @@ numpy arrays (in RNG or loader states) are stored as uint8 tensors plus dtype an
 A SHA-256 digest over every tensor's bytes and every scalar is stored inside the file, so a
 flipped byte is reported as tampering rather than silently resumed from; a torn file fails the
 zip reader. Both become a one-line ``KinemaError``.
+
+The digest is no signature, so a state is read like any file from a stranger (kinema.untrusted):
+resuming bounds its size by the run's networks, reads its structure and tensor shapes without
+allocating them, and compares the model and every weight and optimizer moment with the run's
+before a byte of tensor data is loaded.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ import torch
 
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_path
+from kinema.untrusted import MiB, layout_mismatch, state_layout, torch_load
 from kinema import dist
 
 FORMAT = "kinema-training-state"
 VERSION = 1
+MAX_STATE_BYTES = 64 << 30  # without a run to compare with (load_state alone)
+NDARRAY_KINDS = "biuf"      # numpy arrays a state may hold (RNG and loader states)
 STATE_RE = re.compile(r"^training-state-(\d+)k\.pt$")
 EXPORT_RE = re.compile(r"^export-(\d+)k\.safetensors$")
 # Test hook: seconds to sleep halfway through writing a training state (to SIGKILL a writer).
@@ -98,8 +106,16 @@ def _encode(obj):
 def _decode(obj):
     if isinstance(obj, dict):
         if "__ndarray__" in obj:
-            data = obj["__ndarray__"].numpy().tobytes()
-            return np.frombuffer(data, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
+            raw, shape = obj["__ndarray__"], obj.get("shape")
+            try:
+                dtype = np.dtype(obj["dtype"])
+            except (TypeError, ValueError):
+                raise ValueError(f"stored array of unknown dtype {str(obj['dtype'])[:20]!r}") from None
+            if dtype.kind not in NDARRAY_KINDS or not isinstance(shape, list) or \
+                    not all(type(d) is int and d >= 0 for d in shape) or \
+                    raw.dtype != torch.uint8 or raw.numel() != dtype.itemsize * int(np.prod(shape, dtype=object)):
+                raise ValueError(f"stored array {dtype} {str(shape)[:40]} does not match its {raw.numel()} bytes")
+            return np.frombuffer(raw.numpy().tobytes(), dtype=dtype).reshape(shape).copy()
         return {k: _decode(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_decode(v) for v in obj)
@@ -156,23 +172,91 @@ def save_state(run_dir, nimg: int, state: dict, keep: int) -> Path:
     return path
 
 
-def load_state(path) -> dict:
-    """Read a training state; one-line KinemaError if it is missing, torn, foreign or tampered."""
+def load_state(path, limit: int = MAX_STATE_BYTES, check=None) -> dict:
+    """Read a training state; one-line KinemaError if it is missing, torn, foreign or tampered.
+
+    ``limit``: most bytes accepted; ``check(payload)``: called on the payload read with fake
+    tensors (shapes, no data) before the real load, to refuse a state that does not fit the run.
+    """
     path = Path(path)
     if not path.is_file():
         raise KinemaError(f"{path}: no such training state")
+
+    def check_blob(blob):
+        _check_envelope(path, blob)
+        if check is not None:
+            check(blob["payload"])
+
+    blob = torch_load(path, limit, "training state", check_blob)
+    _check_envelope(path, blob)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # zip errors, unpickling refusals, EOF: all mean "not a good file"
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
-        raise KinemaError(f"{path}: unreadable training state (truncated or not a kinema file: {first[:160]})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT or "payload" not in blob:
+        if _digest(blob["payload"]) != blob.get("digest"):
+            raise KinemaError(f"{path}: training state is corrupted or was modified (checksum mismatch)")
+        return _decode(blob["payload"])
+    except RecursionError:
+        raise KinemaError(f"{path}: training state nests containers too deeply") from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise KinemaError(f"{path}: training state holds a malformed array ({err})") from None
+
+
+def _check_envelope(path: Path, blob) -> None:
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or not isinstance(blob.get("payload"), dict):
         raise KinemaError(f"{path}: not a kinema training state")
     if blob.get("version") != VERSION:
-        raise KinemaError(f"{path}: training state version {blob.get('version')} (this kinema reads {VERSION})")
-    if _digest(blob["payload"]) != blob.get("digest"):
-        raise KinemaError(f"{path}: training state is corrupted or was modified (checksum mismatch)")
-    return _decode(blob["payload"])
+        raise KinemaError(f"{path}: training state version {str(blob.get('version'))[:20]} (this kinema reads {VERSION})")
+
+
+def state_limit(nets: dict) -> int:
+    """Most bytes a training state of these networks can need: every network's tensors (G_ema
+    included) three times over (weights and two Adam moments), plus room for RNG and loader states."""
+    total = sum(t.numel() * t.element_size() for net in nets.values() if net is not None
+                for t in net.state_dict().values())
+    return 3 * total + 64 * MiB
+
+
+def fits_run(path, model_spec: dict, nets: dict, optimizers: dict):
+    """A ``check`` for :func:`load_state`: the state's model, network layouts and optimizer moments
+    must be the run's (compared on the fake-tensor pass, before any tensor data is read)."""
+    spec = json.loads(json.dumps(model_spec))
+
+    def check(payload: dict) -> None:
+        model = payload.get("model")
+        if model != spec:
+            was = (f"{model.get('name')} {model.get('kwargs')}" if isinstance(model, dict) else repr(model))[:300]
+            raise KinemaError(f"{path}: was trained as {was}, not {spec['name']} {spec['kwargs']}")
+        for name, net in nets.items():
+            if net is None:
+                continue
+            saved = payload.get(name)
+            if not isinstance(saved, dict) or not all(torch.is_tensor(v) for v in saved.values()):
+                raise KinemaError(f"{path}: training state has no weights for {name}")
+            problem = layout_mismatch(state_layout(net, dtypes=False), state_layout(saved, dtypes=False))
+            if problem:
+                raise KinemaError(f"{path}: weights of {name} do not fit this run: {problem}")
+        opts = payload.get("opt")
+        if not isinstance(opts, dict):
+            raise KinemaError(f"{path}: training state has no optimizer states")
+        for name, opt in optimizers.items():
+            _check_optimizer(path, name, opt, opts.get(name))
+
+    return check
+
+
+def _check_optimizer(path, name: str, opt: torch.optim.Optimizer, saved) -> None:
+    """Saved per-parameter moments must have their parameter's shape (load_state_dict checks only counts)."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    state = saved.get("state") if isinstance(saved, dict) else None
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(state, dict) or not isinstance(groups, list):
+        raise KinemaError(f"{path}: optimizer state of {name} is missing or malformed")
+    for index, slots in state.items():
+        if type(index) is not int or not 0 <= index < len(params) or not isinstance(slots, dict):
+            raise KinemaError(f"{path}: optimizer state of {name} refers to parameter {str(index)[:20]}, "
+                              f"the run has {len(params)}")
+        for key, value in slots.items():
+            if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) != tuple(params[index].shape):
+                raise KinemaError(f"{path}: optimizer {name} {key} of parameter {index} is {list(value.shape)}, "
+                                  f"the parameter is {list(params[index].shape)}")
 
 
 def list_states(run_dir) -> list[tuple[int, Path]]:
@@ -212,21 +296,25 @@ def remove_temporaries(run_dir) -> list[Path]:
     return gone
 
 
-def find_resume(spec: str, run_dir, log=print) -> tuple[Path, dict]:
+def find_resume(spec: str, run_dir, log=print, limit: int = MAX_STATE_BYTES, check=None) -> tuple[Path, dict]:
     """``spec`` = "latest" (newest readable state in ``run_dir``) or a path -> (path, state).
 
     With "latest", a state that fails to load (e.g. damaged on disk after it was written) is
-    reported and skipped in favour of the one before it.
+    reported and skipped in favour of the one before it. ``limit``, ``check``: see :func:`load_state`
+    (``check`` is given the path: ``check(path)`` returns the payload check).
     """
+    def load(path):
+        return load_state(path, limit, check(path) if check else None)
+
     if spec != "latest":
-        return Path(spec), load_state(spec)
+        return Path(spec), load(spec)
     states = list_states(run_dir)
     if not states:
         raise KinemaError(f"{run_dir}: no training-state-*.pt to resume from")
     problems = []
     for _, path in reversed(states):
         try:
-            return path, load_state(path)
+            return path, load(path)
         except KinemaError as err:
             problems.append(str(err))
             if log:
@@ -260,17 +348,27 @@ def resume_into(spec, out, model_spec, nets, optimizers, loader, generators, see
     ``nets``, ``optimizers``, ``loader`` and the loop's ``generators`` (latent, augmentation) in
     place; returns (nimg, step). Another number of ranks than the state's: exact weights, optimizers
     and data position, and fresh per-rank streams unless ``invariant``."""
-    path, state = find_resume(spec, out, log=say)
-    if state["model"] != json.loads(json.dumps(model_spec)):
-        raise KinemaError(f"{path}: was trained as {state['model']['name']} {state['model']['kwargs']}, "
-                          f"not {model_spec['name']} {model_spec['kwargs']}")
+    path, state = find_resume(spec, out, log=say, limit=state_limit(nets),
+                              check=lambda p: fits_run(p, model_spec, nets, optimizers))
+    try:
+        return _restore(path, state, nets, optimizers, loader, generators, seed, invariant, say)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, ArithmeticError) as err:
+        # Layouts were checked before loading; what is left is a state whose other parts (RNG,
+        # counters, loader position) are not what kinema writes.
+        msg = (str(err).strip().splitlines() or [""])[0][:160]
+        raise KinemaError(f"{path}: training state does not fit this run ({type(err).__name__}: {msg})") from None
+
+
+def _restore(path, state, nets, optimizers, loader, generators, seed, invariant, say) -> tuple[int, int]:
     for name, net in nets.items():
         if net is not None:
             net.load_state_dict(state[name])
     for name, opt in optimizers.items():
         opt.load_state_dict(state["opt"][name])
         match_optimizer_layout(opt)
-    nimg, step = int(state["counters"]["nimg"]), int(state["counters"]["step"])
+    nimg, step = state["counters"]["nimg"], state["counters"]["step"]
+    if type(nimg) is not int or type(step) is not int or nimg < 0 or step < 0:
+        raise ValueError(f"counters must be whole numbers >= 0, got nimg={str(nimg)[:20]} step={str(step)[:20]}")
     loader.load_state_dict(state["loader"])
     gen_latent, gen_aug = generators
     same_world = len(state["ranks"]) == dist.world_size()
