@@ -127,3 +127,28 @@ def test_identity_held_drops_when_digits_morph(small_classifier):
     assert m["recognised"]["fake"] > 0.7 * same["recognised"]["fake"]
     per = M.object_motion(held, "moving_digits", classifier=small_classifier)
     assert per["identity_held"].dtype == bool and per["recognised"].shape == (32,)
+
+
+def test_eval_cli_reports_motion(tmp_path, capsys, one_thread):
+    from kinema.cli import main
+    from kinema.data.prepare import prepare
+    from kinema.metrics.protocols import get_protocol
+    from kinema.models import build, save_generator
+
+    archive = prepare("builtin:photo_pans", tmp_path / "pans", resolution=32, frames=4, num_videos=16, seed=1,
+                      verbose=False)
+    torch.manual_seed(0)
+    ms = build("dcgan", resolution=32, frames=4, channels=3, width=8)
+    export = tmp_path / "export-000001k.safetensors"
+    save_generator(export, ms.G.eval(), "dcgan", ms.kwargs, {"kimg": 1})
+    assert get_protocol("motion16_4f").metric == "motion"
+    out = tmp_path / "m.jsonl"
+    assert main(["eval", "--metric", "motion16_4f", "--real", str(archive.path), "--fake", str(export),
+                 "--out", str(out)]) == 0
+    import json
+
+    r = json.loads(out.read_text().splitlines()[0])
+    assert r["metric"] == "motion16_4f" and r["real"]["count"] == 16 and r["fake"]["count"] == 16
+    assert 0 <= r["value"] <= 1 and r["value"] == r["scores"]["motion_distance"]
+    assert r["scores"]["report"]["object"] is None  # photo pans: no single object, generic measures only
+    assert "motion16_4f: motion_distance" in capsys.readouterr().out

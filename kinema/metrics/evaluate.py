@@ -96,6 +96,18 @@ def _real_stats(p: Protocol, real, ext, ext_info, seed, batch_size, cache_dir, d
 BUILTIN_OF = {"digits": "moving_digits", "shapes": "bouncing_shapes"}  # classifier score -> its dataset
 
 
+def builtin_dataset_of(source: str) -> str | None:
+    """The built-in dataset behind a data source: ``builtin:NAME`` or an archive folder prepared
+    from one (its index says which); None for anything else."""
+    if source.startswith("builtin:"):
+        return source.split(":", 1)[1]
+    try:
+        index = json.loads((Path(source) / "index.json").read_text(encoding="utf-8"))
+        return index.get("settings", {}).get("builtin")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _check_builtin_match(p: Protocol, fake) -> None:
     """A classifier score only means something for a model of its own dataset: refuse an export
     whose recorded training source is another dataset (a digits model scored as shapes, ...)."""
@@ -105,17 +117,36 @@ def _check_builtin_match(p: Protocol, fake) -> None:
     source = str(fake.config.get("meta", {}).get("source") or "")
     if not source:
         return  # an export that does not record its data: nothing to compare
-    name = source.split(":", 1)[1] if source.startswith("builtin:") else None
-    if name is None:  # an archive folder: its index says which built-in dataset it was made from
-        try:
-            index = json.loads((Path(source) / "index.json").read_text(encoding="utf-8"))
-            name = index.get("settings", {}).get("builtin")
-        except (OSError, ValueError, AttributeError):
-            name = None
+    name = builtin_dataset_of(source)
     if name != want:
         raise KinemaError(f"{fake.path}: --metric {p.name} scores models of builtin:{want}, but this model was "
                           f"trained on {source}; use {'shapes256' if want == 'moving_digits' else 'digits256'} "
                           "for the other built-in dataset, or fvd*/fid* for your own data")
+
+
+def _run_motion(p: Protocol, real, fake, ext_info: dict, seed: int, batch_size: int, device, log, t0) -> dict:
+    """Motion measures (kinema.metrics.motion) of fake vs real clips; object measures when the real
+    archive (or else the export's training data) is a built-in single-object dataset."""
+    from kinema.metrics.motion import motion_report, summary
+
+    dataset = builtin_dataset_of(real.path) if real.kind == "archive" else None
+    if dataset is None and fake.kind == "export":
+        dataset = builtin_dataset_of(str(fake.config.get("meta", {}).get("source") or ""))
+    log(f"{p.name}: {p.num_real} real clips from {real.path}, {p.num_fake} generated from {fake.path}"
+        + (f" (object measures for {dataset})" if dataset else ""))
+    real_clips = np.concatenate(list(real.clips(p, p.num_real, seed, batch_size)))
+    fake_clips = np.concatenate(list(fake.clips(p, p.num_fake, seed, batch_size)))
+    report = motion_report(fake_clips, real_clips, dataset, device=device)
+    result = {
+        "metric": p.name, "value": report["generic"]["motion_distance"], "std": None, "protocol": p.to_dict(),
+        "extractor": ext_info, "real": {**real.describe(), "count": len(real_clips), "seed": seed},
+        "fake": {**fake.describe(), "count": len(fake_clips), "seed": seed, "seeds": None},
+        "cache": None, "kinema_version": __version__, "device": str(device), "seconds": round(time.time() - t0, 3),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scores": {**summary(report), "report": report},
+    }
+    if fake.kind == "export":
+        result["fake"]["seeds"] = f"{seed}..{seed + p.num_fake - 1}"
+    return result
 
 
 def run_protocol(p: Protocol, real, fake, ext, ext_info: dict, seed: int = 0, batch_size: int = 16,
@@ -124,9 +155,11 @@ def run_protocol(p: Protocol, real, fake, ext, ext_info: dict, seed: int = 0, ba
     log = log or (lambda *_: None)
     t0 = time.time()
     real_stats, hit = (None, False)
+    if p.num_real and real is None:
+        raise KinemaError(f"{p.name}: needs --real")
+    if p.metric == "motion":  # real clips themselves, not features
+        return _run_motion(p, real, fake, ext_info, seed, batch_size, device, log, t0)
     if p.num_real:
-        if real is None:
-            raise KinemaError(f"{p.name}: needs --real")
         real_stats, hit = _real_stats(p, real, ext, ext_info, seed, batch_size, cache_dir, device, log)
     log(f"{p.name}: fake pass over {fake.path} ({p.num_fake} {'frames' if p.unit == 'frame' else 'clips'})")
     # Classifier scores take all clips at once (every rank computes them); features are sharded.
@@ -197,8 +230,11 @@ def format_table(results: list[dict]) -> str:
                      r["cache"] or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    for r in results:  # classifier scores carry more than one number
-        if r.get("scores"):
+    for r in results:  # classifier and motion scores carry more than one number
+        if r.get("scores") and "report" in r["scores"]:
+            s = r["scores"]
+            lines.append(f"{r['metric']}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in s.items() if k != "report"))
+        elif r.get("scores"):
             s = r["scores"]
             lines.append(f"{r['metric']}: recognised {s['recognised_frac']:.4f}, consistent {s['consistent_frac']:.4f}, "
                          f"classifier held-out accuracy {s['classifier_accuracy']:.4f}, clips per class {s['histogram']}"
@@ -227,6 +263,9 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
         if p.metric in ("digits", "shapes"):  # its own classifier, no feature extractor
             ext, info = None, {"name": f"kinema {p.metric} classifier", "file": None, "sha256": None,
                                "comparable": True, "description": "kinema.metrics.digits (trained on built-in data)"}
+        elif p.metric == "motion":  # centroids, block matching and the dataset's classifier
+            ext, info = None, {"name": "kinema motion", "file": None, "sha256": None, "comparable": True,
+                               "description": "kinema.metrics.motion (no feature network)"}
         else:
             if p.unit not in extractors:
                 extractors[p.unit] = load_extractor(extractor, p.unit, weights, device)

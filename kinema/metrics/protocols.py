@@ -35,12 +35,13 @@ from kinema.errors import KinemaError
 STYLEGAN_V = "StyleGAN-V (universome/stylegan-v, metrics/frechet_video_distance.py): covariance / N"
 PYTORCH_FID = "pytorch-fid / clean-fid (mseitzer/pytorch-fid, GaParmar/clean-fid): np.cov, covariance / (N - 1)"
 KINEMA_BUILTIN = "kinema built-in classifier (kinema.metrics.digits)"
+KINEMA_MOTION = "kinema motion measures (kinema.metrics.motion, docs/motion.md)"
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
-    metric: str                 # "fvd" | "kvd" | "fid" | "kid" | "is" | "digits" | "shapes"
+    metric: str                 # "fvd" | "kvd" | "fid" | "kid" | "is" | "digits" | "shapes" | "motion"
     num_real: int               # real clips (or frames for unit == "frame"); 0 = none needed (IS)
     num_fake: int
     frames: int                 # frames per clip (0: the source's own clip length)
@@ -95,27 +96,33 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     # frames = 0: the source's own clip length (the generator's frames, the archive's clips).
     Protocol("digits256", "digits", 0, 256, 0, real_sampling="none", reference=KINEMA_BUILTIN),
     Protocol("shapes256", "shapes", 0, 256, 0, real_sampling="none", reference=KINEMA_BUILTIN),
+    # Motion measures (kinema.metrics.motion): real vs generated clips, no extractor. The value is
+    # the motion distance (0 = the same motion statistics, 1 = disjoint); the result also carries
+    # speed/travel/bounce ratios, near-static clips and identity for built-in single-object data.
+    _clip("motion256_16f", "motion", 256, 16, reference=KINEMA_MOTION),
 ]}
 
 
-# A name that states its protocol: fvd2048_16f, kvd512_8f, is256_16f; fid50k_frames, kid2k_frames.
-_CLIP_NAME = re.compile(r"^(fvd|kvd|is)(\d+)(k?)_(\d+)f$")
+# A name that states its protocol: fvd2048_16f, kvd512_8f, is256_16f, motion64_16f; fid50k_frames, kid2k_frames.
+_CLIP_NAME = re.compile(r"^(fvd|kvd|is|motion)(\d+)(k?)_(\d+)f$")
 _FRAME_NAME = re.compile(r"^(fid|kid)(\d+)(k?)_frames$")
 
 
 def get_protocol(name: str) -> Protocol:
     """The protocol of a name: one from the table, or any name of the standard forms
-    ``{fvd|kvd|is}{N}_{T}f`` (N clips of T frames, one clip per video) and ``{fid|kid}{N}[k]_frames``
+    ``{fvd|kvd|is|motion}{N}_{T}f`` (N clips of T frames, one clip per video) and ``{fid|kid}{N}[k]_frames``
     (N single frames), so the name alone says what was measured."""
     if name in PROTOCOLS:
         return PROTOCOLS[name]
     if m := _CLIP_NAME.match(name):
         metric, n, frames = m.group(1), int(m.group(2)) * (1000 if m.group(3) else 1), int(m.group(4))
         if n >= 2 and frames >= 1:
-            return _clip(name, metric, n, frames, kid_subset_size=min(1000, n), is_splits=min(10, max(1, n // 2)))
+            extra = {"reference": KINEMA_MOTION} if metric == "motion" else {}
+            return _clip(name, metric, n, frames, kid_subset_size=min(1000, n), is_splits=min(10, max(1, n // 2)),
+                         **extra)
     elif m := _FRAME_NAME.match(name):
         metric, n = m.group(1), int(m.group(2)) * (1000 if m.group(3) else 1)
         if n >= 2:
             return _frames(name, metric, n, kid_subset_size=min(1000, n))
     raise KinemaError(f"--metric {name}: unknown protocol; known: {', '.join(PROTOCOLS)}, or any name of the "
-                      "forms fvdN_Tf, kvdN_Tf, isN_Tf, fidN_frames, kidN_frames (N samples, T frames; Nk = N x 1000)")
+                      "forms fvdN_Tf, kvdN_Tf, isN_Tf, motionN_Tf, fidN_frames, kidN_frames (N samples, T frames; Nk = N x 1000)")
