@@ -101,6 +101,11 @@ def resolve_config(args):
     out_given = Path(args.out) if args.out else None
     if args.config:
         cfg = load_json(args.config)
+        out = Path(cfg.log.out)
+        if out_given is None and (out.is_absolute() or ".." in out.parts):
+            # A config file may come from someone else: by default it writes only below this folder.
+            raise KinemaError(f"{args.config}: log.out {str(out)[:120]!r} points outside the current folder; "
+                              "pass --out to write there")
     elif args.resume and (out_given or Path(get_preset(args.preset).log.out)).joinpath("config.json").is_file():
         cfg = load_json((out_given or Path(get_preset(args.preset).log.out)) / "config.json")
     else:

@@ -31,6 +31,8 @@ from torch import nn
 from kinema.edit.ops import check_frames
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_path, atomic_write_text
+from kinema.models.options import Choice, Int
+from kinema.models.options import check as check_options
 
 FORMAT = "kinema-upscaler-1"
 
@@ -220,10 +222,21 @@ def save_upscaler(path: str | Path, model: Upscaler, meta: dict) -> None:
     atomic_write_text(path.with_suffix(".json"), json.dumps(config, indent=2))
 
 
+# Bounds of the sidecar's options (checked before anything is built; see kinema.untrusted).
+UPSCALER_OPTIONS = dict(scale=Choice(2, 3, 4), channels=Choice(1, 3), width=Int(1, 1024), depth=Int(0, 64))
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_upscaler(path: str | Path, device: str = "cpu") -> tuple[Upscaler, dict]:
-    """Read an upscaler written by :func:`save_upscaler`; clear errors for missing/bad files."""
+    """Read an upscaler written by :func:`save_upscaler`; clear errors for missing/bad files.
+
+    The sidecar's options are checked against their bounds and the model built on the meta device
+    is compared with the safetensors header before any weight is read.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from kinema.untrusted import layout_mismatch, read_json, read_safetensors_header, state_layout
 
     path = Path(path)
     if path.suffix == ".json":
@@ -232,15 +245,21 @@ def load_upscaler(path: str | Path, device: str = "cpu") -> tuple[Upscaler, dict
     for p in (path, cfg_path):
         if not p.is_file():
             raise KinemaError(f"{p}: upscaler file not found")
+    config = read_json(cfg_path, MAX_CONFIG_BYTES, max_depth=8, what="upscaler config")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise KinemaError(f"{cfg_path}: not a kinema upscaler (format is {str(found)[:40]!r}, expected {FORMAT!r})")
+    options = {k: config.get(k) for k in UPSCALER_OPTIONS}
+    check_options("upscaler", UPSCALER_OPTIONS, options)
+    with torch.device("meta"):
+        model = Upscaler(**options)
+    problem = layout_mismatch(state_layout(model), read_safetensors_header(path)[0])
+    if problem:
+        raise KinemaError(f"{cfg_path}: options {options} do not fit the weights in {path.name}: {problem}")
     try:
-        config = json.loads(cfg_path.read_text())
-        if config.get("format") != FORMAT:
-            raise ValueError(f"format is {config.get('format')!r}, expected {FORMAT!r}")
-        model = Upscaler(int(config["scale"]), int(config["channels"]), int(config["width"]), int(config["depth"]))
-        model.load_state_dict(load_file(str(path)))
-    except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError, OSError) as err:
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise KinemaError(f"{path}: not a valid kinema upscaler ({msg})") from None
+        model.load_state_dict(load_file(str(path)), assign=True)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise KinemaError(f"{path}: not a valid kinema upscaler ({str(err).splitlines()[0][:160]})") from None
     return model.to(device).eval(), config
 
 

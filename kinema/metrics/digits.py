@@ -190,6 +190,9 @@ def train_classifier(settings: ClassifierSettings, device: str = "cpu", log=prin
     return model.eval()
 
 
+MAX_CLASSIFIER_CLASSES = 1000
+
+
 def load_classifier(dataset: str = "moving_digits", size: int = 32, channels: int = 1,
                     cache_dir: str | os.PathLike | None = None, device: str = "cpu",
                     settings: ClassifierSettings | None = None, log=print,
@@ -197,20 +200,28 @@ def load_classifier(dataset: str = "moving_digits", size: int = 32, channels: in
     """The cached classifier for these settings; trained (about a minute on a CPU) and saved if
     missing, or None if missing and ``train_if_missing`` is False."""
     from safetensors.torch import load_file, save_file
-    from safetensors import safe_open
 
     s = settings or ClassifierSettings(dataset=dataset, size=size, channels=channels)
     path = Path(cache_dir or default_cache_dir()) / "classifiers" / f"{s.dataset}-{s.size}px-{s.channels}ch-{s.key()}.safetensors"
     if path.exists():
+        from kinema.untrusted import layout_mismatch, parse_json, read_safetensors_header, state_layout
+
+        found, meta = read_safetensors_header(path)  # bounded; checked before anything is built
+        names = parse_json(meta.get("class_names", "null").encode(), path, 2, "class_names metadata")
+        if not isinstance(names, list) or not 1 <= len(names) <= MAX_CLASSIFIER_CLASSES:
+            raise KinemaError(f"{path}: classifier cache must list 1..{MAX_CLASSIFIER_CLASSES} class names; "
+                              "delete it to retrain")
         try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata()
-            names = json.loads(meta["class_names"])
+            with torch.device("meta"):
+                problem = layout_mismatch(state_layout(FrameClassifier(len(names))), found)
+            if problem:
+                raise ValueError(problem)
             model = FrameClassifier(len(names))
             model.load_state_dict(load_file(str(path)))
+            accuracy = float(meta["accuracy"])
         except Exception as err:  # a torn or foreign file: say which, do not guess
             raise KinemaError(f"{path}: unreadable classifier cache ({err}); delete it to retrain") from None
-        model.class_names, model.settings, model.accuracy = names, s, float(meta["accuracy"])
+        model.class_names, model.settings, model.accuracy = names, s, accuracy
         return model.to(device).eval()
     if not train_if_missing:
         return None

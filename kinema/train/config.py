@@ -248,12 +248,9 @@ def from_dict(data: dict, where: str = "config") -> TrainConfig:
 
 
 def load_json(path) -> TrainConfig:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as err:
-        raise KinemaError(f"{path}: cannot read config ({err})") from None
-    return from_dict(data, str(path))
+    from kinema.untrusted import MiB, read_json
+
+    return from_dict(read_json(path, MiB, what="training config"), str(path))
 
 
 def override(cfg: TrainConfig, **sections) -> TrainConfig:
