@@ -58,6 +58,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.is_file() and path.is_dir() and not path.is_symlink():
+            raise KinemaError(f"{path}: is a folder; kinema replaces files only (remove it or choose another name)")
         if tmp.is_file():  # (a writer may have replaced it by a folder, e.g. frames as PNGs)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -74,9 +74,9 @@ def test_keep_last_k_and_latest(tmp_path):
     for kimg in (1, 2, 3, 4):
         checkpoint.save_state(tmp_path, kimg * 1000, {"x": torch.full((3,), float(kimg))}, keep=2)
     (tmp_path / ".tmp-training-state-000009k-abc.pt").write_bytes(b"half a file")
-    assert [k for k, _ in list_states(tmp_path)] == [3, 4]
+    assert [k for k, _ in list_states(tmp_path)] == [3000, 4000]
     path, state = checkpoint.find_resume("latest", tmp_path, log=None)
-    assert path.name == "training-state-000004k.pt" and state["x"][0] == 4
+    assert path.name == "training-state-0000004000.pt" and state["x"][0] == 4
     with pytest.raises(KinemaError, match="no training-state"):
         checkpoint.find_resume("latest", tmp_path / "empty", log=None)
     with pytest.raises(KinemaError, match="no export"):

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from kinema.cli._args import MAX_SIDE, NONNEG, NONNEG_INT, RATE, SIDE, Range
+
 NAME = "edit"
 HELP = "edit videos: trim, concat, speed, fps, reverse, loop, crossfade, fade, resize, crop, pad, upscale, ..."
 ORDER = 45
+# Numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args).
+RANGES = {"trim.start": NONNEG, "trim.end": NONNEG, "fade.fade_in": NONNEG, "fade.fade_out": NONNEG,
+          "resize.width": SIDE, "resize.height": SIDE, "crop.width": SIDE, "crop.height": SIDE,
+          "crop.x": Range(int, 0, MAX_SIDE), "crop.y": Range(int, 0, MAX_SIDE),
+          "left": Range(int, 0, MAX_SIDE), "top": Range(int, 0, MAX_SIDE),
+          "right": Range(int, 0, MAX_SIDE), "bottom": Range(int, 0, MAX_SIDE),
+          "caption.size": Range(int, 1, 1024), "counter.size": Range(int, 1, 1024), "counter.start": NONNEG_INT,
+          "sepia.amount": NONNEG, "color.brightness": Range(float, -1, 1), "color.contrast": NONNEG,
+          "interpolate.factor": Range(int, 2, 16), "loop.times": Range(int, 1, 10000),
+          "speed.factor": Range(float, 1e-3, 1e3)}
 DESCRIPTION = """Edit a video (or join several): kinema edit OP INPUT... OUTPUT [options]. The input is
 decoded whole (uint8 frames in memory), edited, and encoded atomically to OUTPUT (the codec follows
 the extension unless --codec is given; lossless keeps frames exact). Times are in seconds."""
@@ -73,8 +85,8 @@ def _ops():
             lambda a, f, fps: (ops.speed(f, a.factor, "blend" if a.blend else "nearest"), fps)), 1, [
             (("--factor",), dict(type=float, required=True)), (("--blend",), dict(action="store_true"))]),
         "fps": ("convert the frame rate, keeping duration", one(
-            lambda a, f, fps: (ops.change_fps(f, fps, a.to, "blend" if a.blend else "nearest"), a.to)), 1, [
-            (("--to",), dict(type=float, required=True, help="new frame rate")),
+            lambda a, f, fps: (ops.change_fps(f, fps, float(a.to), "blend" if a.blend else "nearest"), a.to)), 1, [
+            (("--to",), dict(type=RATE, required=True, help="new frame rate, e.g. 24 or 30000/1001")),
             (("--blend",), dict(action="store_true", help="blend neighbours instead of repeating/dropping"))]),
         "interpolate": ("raise the frame rate FACTOR times by blending in-between frames", one(
             lambda a, f, fps: (ops.interpolate_frames(f, a.factor), fps * a.factor)), 1, [
@@ -166,7 +178,7 @@ def run(args) -> int:
         videos.append((v.frames, v.fps))
     frames, fps = args._edit(args, videos)
     save_video(frames, args.output, fps=fps, codec=codec, crf=args.crf, force=True)
-    print(f"wrote {args.output}: {len(frames)} frames {frames.shape[2]}x{frames.shape[1]} at {fps:g} fps",
+    print(f"wrote {args.output}: {len(frames)} frames {frames.shape[2]}x{frames.shape[1]} at {float(fps):g} fps",
           file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kinema.errors import KinemaError
+from kinema.cli._args import NONNEG_INT
 from kinema.io import CODECS, VideoWriter, iter_frames, probe, resample_fps
 
 NAME = "encode"
@@ -22,6 +23,8 @@ DESCRIPTION = (
     "from the source or the source has a variable frame rate."
 )
 ORDER = 30
+
+RANGES = {"start": NONNEG_INT}  # numeric options that are not "integer >= 1" (kinema.cli._args)
 
 
 def add_arguments(parser) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from kinema.cli._args import Range
+
 NAME = "generate"
 HELP = "generate videos from an exported model (one seed per video), or an interpolation between seeds"
 ORDER = 40
+RANGES = {"walk_loop": Range(int, 2), "interpolate": Range(int, 2), "jobs": Range(int, 1, 256)}  # kinema.cli._args
 DESCRIPTION = """Generate videos from an inference export (.safetensors + .json, or a run folder: its latest
 export). Output: one file per video in --out DIR (default), a tiled grid video (--grid), a PNG grid
 (--png-grid), or folders of PNG frames (--frames-dir). --interpolate STEPS instead walks the latents

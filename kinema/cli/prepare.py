@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from kinema.cli._args import Range
+from kinema.data.prepare import MAX_RESOLUTION
+
 NAME = "prepare"
 HELP = "decode a folder of videos (or a built-in dataset) into a clip archive for training"
 DESCRIPTION = ("Decode SRC once into the archive folder OUT: clips of --frames frames at --resolution, "
@@ -11,6 +14,7 @@ DESCRIPTION = ("Decode SRC once into the archive folder OUT: clips of --frames f
                "of frame folders, or a built-in dataset: builtin:moving_digits, builtin:bouncing_shapes, "
                "builtin:photo_pans. Bad files are set aside with a one-line reason; see OUT/report.json.")
 ORDER = 10
+RANGES = {"resolution": Range(int, 8, MAX_RESOLUTION), "workers": Range(int, 1, 256)}  # kinema.cli._args
 
 
 def add_arguments(p) -> None:

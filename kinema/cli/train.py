@@ -11,11 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from kinema.errors import KinemaError
+from kinema.cli._args import NONNEG, NONNEG_INT, SIDE, Range
 from kinema.models import MODELS
 
 NAME = "train"
 HELP = "train a video model on an archive or a built-in dataset"
 ORDER = 30
+# Numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args).
+RANGES = {"r1": NONNEG, "grad_clip": NONNEG, "weight_decay": NONNEG, "ema_kimg": NONNEG, "workers": NONNEG_INT,
+          "threads": Range(int, 1, 1024), "gpus": Range(int, 1, 1024), "resolution": SIDE}
 
 # option -> (config section, field); None values (not given) leave the base config alone.
 FIELDS = {
@@ -154,6 +158,9 @@ def run(args) -> int:
     from kinema.train import list_states, to_json, train
 
     cfg = resolve_config(args)
+    from kinema.devices import check_device
+
+    check_device(cfg.runtime.device)  # also a config file's device
     if args.gpus is not None:
         if args.gpus < 1:
             raise KinemaError(f"--gpus: must be >= 1, got {args.gpus}")

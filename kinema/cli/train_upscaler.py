@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from kinema.cli._args import SIDE, Range
+
 NAME = "train-upscaler"
 HELP = "train a learned x2/x4 upscaler on an archive's clips (held-out PSNR vs bicubic reported)"
 ORDER = 46
+RANGES = {"holdout": Range(float, 0, 0.9), "threads": Range(int, 1, 1024), "resolution": SIDE}  # kinema.cli._args
 DESCRIPTION = """Train a small sub-pixel upscaler on ARCHIVE (a prepared archive folder or builtin:NAME):
 pairs are frames and their area-downscaled copies; a held-out part of the clips (whole source
 videos) measures PSNR against bicubic. Writes OUT.safetensors + OUT.json; apply it with

@@ -114,7 +114,10 @@ class ArchiveWriter:
         h.update(labels.tobytes())
         index["content_hash"] = h.hexdigest()[:32]
         for name, obj in ((INDEX_FILE, index), (REPORT_FILE, report)):
-            with open(self.folder / name, "w", encoding="utf-8") as f:
+            # File names that are not valid UTF-8 (legal on Linux) arrive as lone surrogates
+            # (os.fsdecode); "backslashreplace" writes them as JSON \udcXX escapes, which json.load
+            # reads back to the same str, so os.fsencode gives the original bytes: lossless.
+            with open(self.folder / name, "w", encoding="utf-8", errors="backslashreplace") as f:
                 json.dump(obj, f, indent=1, ensure_ascii=False)
                 _sync(f)
         return index

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import collections
 import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import os
 import sys
 import time
@@ -73,6 +75,11 @@ def find_sources(src: Path) -> tuple[list[tuple[Path, str, str | None]], list[st
     return found, classes, ignored
 
 
+# Largest frame side of an archive: one 4096x4096 RGB frame is 48 MiB, and a worker holds a video's
+# frames while it crops and resizes them.
+MAX_RESOLUTION = 4096
+
+
 def _ordered_map(fn: Callable, tasks: Iterable, workers: int) -> Iterator:
     """``map(fn, tasks)`` on a process pool, results in task order, at most 2*workers in flight.
 
@@ -84,14 +91,24 @@ def _ordered_map(fn: Callable, tasks: Iterable, workers: int) -> Iterator:
         return
     # fork starts workers instantly and shares the already-imported decoder; spawn elsewhere.
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
+    # concurrent.futures, not multiprocessing.Pool: a worker that dies (killed for memory) breaks
+    # the executor and every pending result raises, where Pool would wait for it forever.
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    try:
         it = iter(tasks)
-        pending = collections.deque(pool.apply_async(fn, (t,)) for t in _take(it, 2 * workers))
+        pending = collections.deque(pool.submit(fn, t) for t in _take(it, 2 * workers))
         while pending:
-            result = pending.popleft().get()
+            try:
+                result = pending.popleft().result()
+            except BrokenProcessPool:
+                raise KinemaError(f"prepare: a worker process died (killed by the system, most likely for lack "
+                                  f"of memory); nothing was written; try fewer --workers or a smaller "
+                                  f"--resolution") from None
             for t in _take(it, 1):
-                pending.append(pool.apply_async(fn, (t,)))
+                pending.append(pool.submit(fn, t))
             yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _take(it: Iterator, n: int) -> list:
@@ -154,7 +171,7 @@ def prepare(src, out, resolution=64, frames: int = 16, fps: float | None = None,
     res = (int(resolution), int(resolution)) if np.isscalar(resolution) else tuple(int(r) for r in resolution)
     stride = frames if stride is None else int(stride)
     workers = default_workers() if workers is None else max(1, int(workers))
-    for ok, what in ((min(res) >= 8, f"resolution {res} (at least 8)"), (frames >= 1, f"frames {frames}"),
+    for ok, what in ((8 <= min(res) and max(res) <= MAX_RESOLUTION, f"resolution {res} (8 to {MAX_RESOLUTION})"), (frames >= 1, f"frames {frames}"),
                      (stride >= 1, f"stride {stride}"), (fps is None or fps > 0, f"fps {fps}"),
                      (crop in ("center", "random"), f"crop {crop!r} (center|random)"),
                      (resize in ("crop", "pad"), f"resize {resize!r} (crop|pad)"),

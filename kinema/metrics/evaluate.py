@@ -207,10 +207,23 @@ def run_protocol(p: Protocol, real, fake, ext, ext_info: dict, seed: int = 0, ba
     return result
 
 
+def _existing_jsonl(path) -> str:
+    """The text of an existing results file ("" if none); KinemaError for a folder or a non-text file."""
+    path = Path(path)
+    if not path.exists():
+        return ""
+    if not path.is_file():
+        raise KinemaError(f"{path}: --out must be a jsonl file, not a folder")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise KinemaError(f"{path}: --out is not a jsonl text file (not UTF-8); refusing to append to it") from None
+
+
 def append_jsonl(path, records: list[dict]) -> None:
     """Append records to a jsonl file, atomically (old lines + new lines written as a whole)."""
     path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    old = _existing_jsonl(path)
     if old and not old.endswith("\n"):
         old += "\n"
     atomic_write_text(path, old + "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
@@ -256,6 +269,8 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
     if extractor not in EXTRACTORS:
         raise KinemaError(f"--extractor {extractor}: unknown; choose from {', '.join(EXTRACTORS)}")
     protocols = [get_protocol(m).with_num(num) for m in metrics]
+    if out is not None:
+        _existing_jsonl(out)  # a bad --out fails before any work
     real_src = open_source(real, "real", device) if real is not None else None
     fake_src = open_source(fake, "fake", device)
     extractors, results = {}, []

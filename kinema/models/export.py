@@ -1,10 +1,10 @@
 """Inference export: generator weights as safetensors + a JSON sidecar saying how to rebuild it.
 
-    export-000512k.safetensors   state_dict of the unwrapped, uncompiled generator (G_ema)
-    export-000512k.json          {"format": "kinema-generator", "format_version": 2, "name": ...,
-                                  "kwargs": {...}, "meta": {"kinema_version": ..., kimg, fps, ...},
-                                  "sha256": <hash of the .safetensors file>,
-                                  "checksum": <hash of every other field of this JSON>}
+    export-0000512000.safetensors   state_dict of the unwrapped, uncompiled generator (G_ema)
+    export-0000512000.json          {"format": "kinema-generator", "format_version": 2, "name": ...,
+                                     "kwargs": {...}, "meta": {"kinema_version": ..., kimg, fps, ...},
+                                     "sha256": <hash of the .safetensors file>,
+                                     "checksum": <hash of every other field of this JSON>}
 
 Nothing is pickled: loading runs no code from the file. The sidecar is written after the
 weights, each atomically, and carries the weights' hash, so a crash between the two writes, a
@@ -45,10 +45,15 @@ _WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile / DDP wrappers
 
 def find_export(path) -> Path:
     """The ``.safetensors`` of an export given it, its ``.json``, its stem, or a training run folder
-    (then the newest ``export-NNNNNNk.safetensors`` in it: the tags are zero-padded, so name order
-    is training order)."""
+    (then the newest export in it: the most clips seen, ``kinema.train.checkpoint.list_exports``;
+    other ``export-*.safetensors`` names only when the folder has no snapshot-named one)."""
+    from kinema.train.checkpoint import list_exports
+
     path = Path(path)
     if path.is_dir():
+        snapshots = list_exports(path)
+        if snapshots:
+            return snapshots[-1][1]
         exports = sorted(p for p in path.glob("export-*.safetensors") if p.is_file())
         if not exports:
             raise KinemaError(f"{path}: folder holds no export-*.safetensors (has the run saved a snapshot?)")

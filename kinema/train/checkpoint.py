@@ -3,9 +3,9 @@ and resuming the loop from a state (``resume_into``).
 
 Run folder::
 
-    OUT/training-state-000512k.pt     everything to resume (this module)
-    OUT/export-000512k.safetensors    G_ema weights   (kinema.models.save_generator)
-    OUT/export-000512k.json           its model name, kwargs and meta
+    OUT/training-state-0000512000.pt     everything to resume (this module); the number is clips seen
+    OUT/export-0000512000.safetensors    G_ema weights   (kinema.models.save_generator)
+    OUT/export-0000512000.json           its model name, kwargs and meta
 
 A training state is ``torch.save`` of plain containers and tensors only, read back with
 ``torch.load(weights_only=True)``: no pickled code, and a hostile file cannot run anything.
@@ -22,6 +22,7 @@ before a byte of tensor data is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -43,8 +44,12 @@ FORMAT = "kinema-training-state"
 VERSION = 1
 MAX_STATE_BYTES = 64 << 30  # without a run to compare with (load_state alone)
 NDARRAY_KINDS = "biuf"      # numpy arrays a state may hold (RNG and loader states)
-STATE_RE = re.compile(r"^training-state-(\d+)k\.pt$")
-EXPORT_RE = re.compile(r"^export-(\d+)k\.safetensors$")
+# Snapshot names carry the clips seen, zero-padded to 10 digits (training-state-0000512345.pt): unique
+# for fractional --snapshot-kimg and for a stop by signal between snapshots, and name order is
+# training order. Names of earlier kinema versions (whole kimg, training-state-000512k.pt) are
+# still listed, resumed from and loaded, ordered by clips seen with the new ones.
+STATE_RE = re.compile(r"^training-state-(\d{10}|\d+k)\.pt$")
+EXPORT_RE = re.compile(r"^export-(\d{10}|\d+k)\.safetensors$")
 # Test hook: seconds to sleep halfway through writing a training state (to SIGKILL a writer).
 SLOW_WRITE_ENV = "KINEMA_TEST_SLOW_CHECKPOINT_WRITE"
 
@@ -54,12 +59,22 @@ def kimg_tag(nimg: int) -> str:
     return f"{int(nimg) // 1000:06d}k"
 
 
+def snapshot_tag(nimg: int) -> str:
+    """Clips seen -> the tag of snapshot file names: 512345 -> '0000512345'."""
+    return f"{int(nimg):010d}"
+
+
+def tag_nimg(tag: str) -> int:
+    """A snapshot tag (either form) -> clips seen: '0000512345' -> 512345, '000512k' -> 512000."""
+    return int(tag[:-1]) * 1000 if tag.endswith("k") else int(tag)
+
+
 def state_path(run_dir, nimg: int) -> Path:
-    return Path(run_dir) / f"training-state-{kimg_tag(nimg)}.pt"
+    return Path(run_dir) / f"training-state-{snapshot_tag(nimg)}.pt"
 
 
 def export_path(run_dir, nimg: int) -> Path:
-    return Path(run_dir) / f"export-{kimg_tag(nimg)}.safetensors"
+    return Path(run_dir) / f"export-{snapshot_tag(nimg)}.safetensors"
 
 
 # RNG states.
@@ -146,6 +161,21 @@ def _digest(obj, h=None) -> str:
 
 # Save / load.
 
+@contextlib.contextmanager
+def _not_saved(run_dir, nimg: int, what: str, pattern):
+    """An OSError while saving (disk full, quota, permissions) -> one line saying what was not
+    saved and which earlier file is intact (the atomic write has removed its temporary)."""
+    before = _list(run_dir, pattern)
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        kept = (f"the previous {what} {before[-1][1].name} is intact" if before
+                else f"there is no earlier {what}")
+        raise KinemaError(f"{run_dir}: the {what} at {nimg / 1000:.3f} kimg was not saved ({reason}); "
+                          f"{kept}") from None
+
+
 def save_state(run_dir, nimg: int, state: dict, keep: int) -> Path:
     """Write ``state`` (plain containers + tensors + numpy) atomically as the state for ``nimg``.
 
@@ -160,7 +190,7 @@ def save_state(run_dir, nimg: int, state: dict, keep: int) -> Path:
     torch.save(blob, buf)
     data = buf.getbuffer()
     path = state_path(run_dir, nimg)
-    with atomic_path(path) as tmp:
+    with _not_saved(run_dir, nimg, "training state", STATE_RE), atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             half = len(data) // 2
             f.write(data[:half])
@@ -260,7 +290,7 @@ def _check_optimizer(path, name: str, opt: torch.optim.Optimizer, saved) -> None
 
 
 def list_states(run_dir) -> list[tuple[int, Path]]:
-    """(kimg, path) of the training states in ``run_dir``, oldest first; temp files ignored."""
+    """(clips seen, path) of the training states in ``run_dir``, oldest first; temp files ignored."""
     return _list(run_dir, STATE_RE)
 
 
@@ -272,7 +302,7 @@ def _list(run_dir, pattern) -> list[tuple[int, Path]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := pattern.match(p.name)) and p.is_file()]
+    found = [(tag_nimg(m.group(1)), p) for p in run_dir.iterdir() if (m := pattern.match(p.name)) and p.is_file()]
     return sorted(found)
 
 
@@ -327,7 +357,8 @@ def save_export(run_dir, nimg: int, G_ema, model_name: str, model_kwargs: dict, 
     from kinema.models import save_generator
 
     path = export_path(run_dir, nimg)
-    save_generator(path, G_ema, model_name, model_kwargs, meta)
+    with _not_saved(run_dir, nimg, "export", EXPORT_RE):
+        save_generator(path, G_ema, model_name, model_kwargs, meta)
     prune(run_dir, EXPORT_RE, keep)
     return path
 

@@ -64,8 +64,9 @@ def available_cores() -> int:
     return max(1, min(cores, cores - busy))
 
 
-def clear_run_folder(out: Path) -> None:
-    """Empty a folder of an earlier run's files; refuse a folder holding anything else."""
+def clear_run_folder(out: Path, force: bool = False) -> None:
+    """Empty a folder of an earlier run's files; refuse a folder holding anything else, and one
+    holding a training run (states or exports) unless ``force``."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -77,6 +78,10 @@ def clear_run_folder(out: Path) -> None:
     if strangers:
         raise KinemaError(f"{out}: holds files that are not from a kinema run ({strangers[0].name}); "
                           "choose another --out")
+    states, exports = list(out.glob("training-state-*.pt")), list(out.glob("export-*.safetensors"))
+    if (states or exports) and not force:
+        raise KinemaError(f"{out}: holds a training run ({len(states)} training states, {len(exports)} exports); "
+                          "pass --force to replace it, or choose another --out")
     for p in known:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
@@ -85,8 +90,10 @@ def clear_run_folder(out: Path) -> None:
 
 
 def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=None, model: str | None = None,
-             progress: bool = True, overrides: dict | None = None, log=print) -> DemoResult:
+             progress: bool = True, overrides: dict | None = None, log=print, force: bool = False) -> DemoResult:
     """Prepare moving digits, train the demo preset for ``minutes`` in all, write the preview.
+
+    An earlier run in ``out`` (training states, exports) is replaced only with ``force``.
 
     ``overrides``: ``{"section": {"field": value}}`` applied to the demo preset (for tuning).
     """
@@ -103,7 +110,7 @@ def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=Non
                    model={"name": model} if model else {}, schedule={"seed": seed},
                    log={"out": str(out), "progress": progress})
     cfg = override(cfg, **(overrides or {}))
-    clear_run_folder(out)
+    clear_run_folder(out, force)
 
     # Prepare the data (counts towards the budget; reused from the cache on a second run).
     log(f"kinema demo: preparing {cfg.data.source} at {cfg.data.resolution}x{cfg.data.resolution}, "
