@@ -59,7 +59,7 @@ def run(args) -> int:
         # Feed in small batches: bounded memory whatever the length.
         while batch := list(itertools.islice(stream, 32)):
             writer.write(np.stack(batch))  # [<=32, H, W, 3]
-    report = sys.stderr if args.output == "-" else sys.stdout
+    report = sys.stderr  # success messages go to stderr, like every command's (stdout: data only)
     print(f"wrote {writer.path}: {writer.frames_written} frames, {writer.size[1]}x{writer.size[0]}, "
           f"{float(writer.rate):.3f} fps, {writer.codec}", file=report)
     return 0

@@ -64,5 +64,6 @@ def run(args) -> int:
             bar.close()
     r = archive.report
     print(f"{archive.path}: {archive.num_clips} clips from {r['videos_used']} of {r['videos_found']} videos "
-          f"({r['videos_quarantined']} quarantined) in {r['seconds']:.1f} s; content hash {archive.content_hash}")
+          f"({r['videos_quarantined']} quarantined) in {r['seconds']:.1f} s; content hash {archive.content_hash}",
+          file=sys.stderr)
     return 0

@@ -1,7 +1,7 @@
 """The Python API: ``kinema.load(path)`` and ``kinema.save_video(frames, path)``.
 
     import kinema
-    model = kinema.load("runs/demo/export-000512k.safetensors")
+    model = kinema.load("runs/demo/export-0000512000.safetensors")
     videos = model.generate(seeds=range(4), frames=32)      # uint8 [4, 32, H, W, C]
     kinema.save_video(videos[0], "seed0.mp4", fps=model.fps)
 

@@ -4,7 +4,7 @@
     cfg = override(get_preset("tiny"), data={"source": "builtin:moving_digits"}, log={"out": "runs/x"})
     result = train(cfg)                       # or train(cfg, resume="latest")
 
-Run folder: ``OUT/config.json``, ``OUT/training-state-000512k.pt``, ``OUT/export-000512k.safetensors``
+Run folder: ``OUT/config.json``, ``OUT/training-state-0000512000.pt``, ``OUT/export-0000512000.safetensors``
 (+ ``.json``), ``OUT/log.jsonl``, ``OUT/tb/``, ``OUT/samples/``.
 """
 
