@@ -7,7 +7,7 @@ import argparse
 from kinema.cli._args import MAX_SIDE, NONNEG, NONNEG_INT, RATE, SIDE, Range
 
 NAME = "edit"
-HELP = "edit videos: trim, concat, speed, fps, reverse, loop, crossfade, fade, resize, crop, pad, upscale, ..."
+HELP = "edit videos: trim, concat, speed, fps, interpolate, crossfade, resize, style, upscale, ..."
 ORDER = 45
 # Numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args).
 RANGES = {"trim.start": NONNEG, "trim.end": NONNEG, "fade.fade_in": NONNEG, "fade.fade_out": NONNEG,
@@ -18,7 +18,8 @@ RANGES = {"trim.start": NONNEG, "trim.end": NONNEG, "fade.fade_in": NONNEG, "fad
           "caption.size": Range(int, 1, 1024), "counter.size": Range(int, 1, 1024), "counter.start": NONNEG_INT,
           "sepia.amount": NONNEG, "color.brightness": Range(float, -1, 1), "color.contrast": NONNEG,
           "interpolate.factor": Range(int, 2, 16), "loop.times": Range(int, 1, 10000),
-          "speed.factor": Range(float, 1e-3, 1e3)}
+          "speed.factor": Range(float, 1e-3, 1e3), "style.strength": Range(float, 0, 1),
+          "style.iterations": Range(int, 1, 100000), "style.style_weight": NONNEG, "style.temporal_weight": NONNEG}
 DESCRIPTION = """Edit a video (or join several): kinema edit OP INPUT... OUTPUT [options]. The input is
 decoded whole (uint8 frames in memory), edited, and encoded atomically to OUTPUT (the codec follows
 the extension unless --codec is given; lossless keeps frames exact). Times are in seconds."""
@@ -74,6 +75,21 @@ def _ops():
         model, _ = load_upscaler(a.model, device=a.device)
         return up(f, model, batch=a.batch, device=a.device), fps
 
+    def style(a, v):
+        import sys
+
+        from kinema.edit import style as st
+        (f, fps), = v
+        ref = st.read_reference(a.reference)
+        if a.method == "look":
+            return st.look_transfer(f, ref, a.strength), fps
+        vgg, _ = st.load_vgg19(a.weights)
+        out = st.neural_style(f, ref, vgg, iterations=a.iterations, style_weight=a.style_weight,
+                              temporal_weight=a.temporal_weight,
+                              progress=lambda i, n: print(f"\rstylised {i}/{n} frames", end="", file=sys.stderr))
+        print(f"\nflicker {st.flicker_ratio(out, f):.2f}x the source's", file=sys.stderr)
+        return out, fps
+
     return {
         "trim": ("keep [--start, --end) (seconds, or frame indices with --by-frame)", trim, 1, [
             (("--start",), dict(type=float, default=0.0, help="first kept time (or frame)")),
@@ -88,9 +104,11 @@ def _ops():
             lambda a, f, fps: (ops.change_fps(f, fps, float(a.to), "blend" if a.blend else "nearest"), a.to)), 1, [
             (("--to",), dict(type=RATE, required=True, help="new frame rate, e.g. 24 or 30000/1001")),
             (("--blend",), dict(action="store_true", help="blend neighbours instead of repeating/dropping"))]),
-        "interpolate": ("raise the frame rate FACTOR times by blending in-between frames", one(
-            lambda a, f, fps: (ops.interpolate_frames(f, a.factor), fps * a.factor)), 1, [
-            (("--factor",), dict(type=int, default=2))]),
+        "interpolate": ("raise the frame rate FACTOR times with in-between frames (blended or motion-compensated)", one(
+            lambda a, f, fps: (ops.interpolate_frames(f, a.factor, a.method), fps * a.factor)), 1, [
+            (("--factor",), dict(type=int, default=2)),
+            (("--method",), dict(default="blend", choices=["blend", "motion"],
+                                 help="blend: cross-fade neighbours; motion: warp both along estimated motion"))]),
         "reverse": ("play backwards", one(lambda a, f, fps: (ops.reverse(f), fps)), 1, []),
         "loop": ("repeat TIMES times", one(lambda a, f, fps: (ops.loop(f, a.times, a.pingpong), fps)), 1, [
             (("--times",), dict(type=int, default=2)), (("--pingpong",), dict(action="store_true"))]),
@@ -128,6 +146,17 @@ def _ops():
             lambda a, f, fps: (look.brightness_contrast(f, a.brightness, a.contrast), fps)), 1, [
             (("--brightness",), dict(type=float, default=0.0, help="-1..1")),
             (("--contrast",), dict(type=float, default=1.0, help=">= 0"))]),
+        "style": ("give the video a reference image's look (colour statistics) or style (VGG-19)", style, 1, [
+            (("--reference",), dict(required=True, help="reference image (or video: its first frame)")),
+            (("--method",), dict(default="look", choices=["look", "neural"],
+                                 help="look: match Lab mean/covariance, no weights; neural: Gatys-style with VGG-19")),
+            (("--strength",), dict(type=float, default=1.0, help="look: 0 = input, 1 = full match")),
+            (("--weights",), dict(default=None, help="neural: torchvision vgg19-dcbb9e9d.pth (file or folder; "
+                                                      "default: $KINEMA_WEIGHTS)")),
+            (("--iterations",), dict(type=int, default=100, help="neural: steps for the first frame (half for the rest)")),
+            (("--style-weight",), dict(type=float, default=5.0, help="neural: style against content")),
+            (("--temporal-weight",), dict(type=float, default=200.0,
+                                          help="neural: pull towards the previous stylised frame (less flicker)"))]),
         "upscale": ("learned super-resolution (model from kinema train-upscaler)", upscale, 1, [
             (("--model",), dict(required=True, help="upscaler .safetensors")),
             (("--batch",), dict(type=int, default=8)), (("--device",), dict(default="cpu"))]),

@@ -4,6 +4,8 @@
   concat, crossfade, fades;
 * :mod:`kinema.edit.spatial` - space: resize (Lanczos/area/...), crop, pad, fit;
 * :mod:`kinema.edit.look` - colour filters and text overlays;
+* :mod:`kinema.edit.motion` - motion-compensated frame interpolation;
+* :mod:`kinema.edit.style` - a reference's colour look (no weights) or neural style (VGG-19);
 * :mod:`kinema.edit.upscale` - learned super-resolution trained on your own archive.
 
 Decoding and encoding stay in :mod:`kinema.io`; ``kinema edit`` glues the two.

@@ -32,6 +32,10 @@ KNOWN = {
         ("i3d_pretrained_400.pt", "VideoGPT (github.com/wilson1yan/VideoGPT, videogpt/download.py, "
                                   "Google Drive); also used by DIGAN and TATS"),
     ],
+    "vgg19": [
+        ("vgg19-dcbb9e9d.pth", "torchvision (ImageNet VGG-19, used by kinema edit style --method neural): "
+                               "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+    ],
     "inception": [
         ("inception-2015-12-05.pt", "StyleGAN2-ADA / clean-fid: https://nvlabs-fi-cdn.nvidia.com/"
                                     "stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"),
