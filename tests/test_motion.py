@@ -152,3 +152,26 @@ def test_eval_cli_reports_motion(tmp_path, capsys, one_thread):
     assert 0 <= r["value"] <= 1 and r["value"] == r["scores"]["motion_distance"]
     assert r["scores"]["report"]["object"] is None  # photo pans: no single object, generic measures only
     assert "motion16_4f: motion_distance" in capsys.readouterr().out
+
+
+def test_training_log_has_motion_at_snapshots(tmp_path, one_thread):
+    import json
+
+    from kinema.data.prepare import prepare
+    from kinema.train import get_preset, override
+    from kinema.train.loop import train
+
+    archive = prepare("builtin:moving_digits", tmp_path / "digits", resolution=32, frames=4, num_videos=24, seed=3,
+                      verbose=False)
+    cfg = override(get_preset("tiny"), data={"source": str(archive.path)},
+                   log={"out": str(tmp_path / "run"), "motion_clips": 8})
+    lines = []
+    train(cfg, log=lines.append)
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    motion = [r for r in records if "motion/speed_ratio" in r]
+    assert len(motion) == 1 and motion[0]["kimg"] == records[-1]["kimg"]  # one snapshot: the final one
+    assert 0 <= motion[0]["motion/static_frac"] <= 1 and 0 <= motion[0]["motion/motion_distance"] <= 1
+    # Off for other data, and with motion_clips 0.
+    from kinema.metrics.motion import TrainingProbe
+    assert TrainingProbe.for_run(str(tmp_path), 32, 1, object(), 8) is None
+    assert TrainingProbe.for_run("builtin:moving_digits", 32, 1, object(), 0) is None

@@ -96,18 +96,6 @@ def _real_stats(p: Protocol, real, ext, ext_info, seed, batch_size, cache_dir, d
 BUILTIN_OF = {"digits": "moving_digits", "shapes": "bouncing_shapes"}  # classifier score -> its dataset
 
 
-def builtin_dataset_of(source: str) -> str | None:
-    """The built-in dataset behind a data source: ``builtin:NAME`` or an archive folder prepared
-    from one (its index says which); None for anything else."""
-    if source.startswith("builtin:"):
-        return source.split(":", 1)[1]
-    try:
-        index = json.loads((Path(source) / "index.json").read_text(encoding="utf-8"))
-        return index.get("settings", {}).get("builtin")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _check_builtin_match(p: Protocol, fake) -> None:
     """A classifier score only means something for a model of its own dataset: refuse an export
     whose recorded training source is another dataset (a digits model scored as shapes, ...)."""
@@ -117,6 +105,8 @@ def _check_builtin_match(p: Protocol, fake) -> None:
     source = str(fake.config.get("meta", {}).get("source") or "")
     if not source:
         return  # an export that does not record its data: nothing to compare
+    from kinema.metrics.motion import builtin_dataset_of
+
     name = builtin_dataset_of(source)
     if name != want:
         raise KinemaError(f"{fake.path}: --metric {p.name} scores models of builtin:{want}, but this model was "
@@ -127,7 +117,7 @@ def _check_builtin_match(p: Protocol, fake) -> None:
 def _run_motion(p: Protocol, real, fake, ext_info: dict, seed: int, batch_size: int, device, log, t0) -> dict:
     """Motion measures (kinema.metrics.motion) of fake vs real clips; object measures when the real
     archive (or else the export's training data) is a built-in single-object dataset."""
-    from kinema.metrics.motion import motion_report, summary
+    from kinema.metrics.motion import builtin_dataset_of, motion_report, summary
 
     dataset = builtin_dataset_of(real.path) if real.kind == "archive" else None
     if dataset is None and fake.kind == "export":

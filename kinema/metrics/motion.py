@@ -27,7 +27,9 @@ clips of 16 frames once the classifier is loaded.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,6 +88,23 @@ def as_videos(videos) -> np.ndarray:
     if videos.shape[1] < 2:
         raise KinemaError(f"motion needs at least 2 frames per clip, got {videos.shape[1]}")
     return videos
+
+
+def builtin_dataset_of(source: str) -> str | None:
+    """The built-in dataset behind a data source: ``builtin:NAME``, a bare built-in NAME, or an
+    archive folder prepared from one (its index says which); None for anything else."""
+    from kinema.data.builtin import BUILTINS
+
+    source = str(source)
+    if source.startswith("builtin:"):
+        return source.split(":", 1)[1]
+    if source in BUILTINS and not Path(source).exists():
+        return source
+    try:
+        index = json.loads((Path(source) / "index.json").read_text(encoding="utf-8"))
+        return index.get("settings", {}).get("builtin")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _gray(videos: np.ndarray) -> torch.Tensor:
@@ -421,3 +440,52 @@ def format_report(report: dict) -> str:
     rows.append(("motion_distance (JS)", f(g["motion_distance"]), "-", "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# During training.
+
+class TrainingProbe:
+    """Motion of a generator during training on a built-in dataset, cheap enough for every snapshot.
+
+    ``TrainingProbe.for_run(source, resolution, channels, G)`` -> a probe, or None when the run's
+    data is not a built-in dataset (or ``num`` is 0). Real clips: ``num`` clips of the dataset drawn
+    once (seed ``REAL_SEED``, not the training archive's seed 0); generated clips: seeds 0..num-1.
+    Clips are 16 frames long for generators that can extend, else the generator's own length.
+    Identity measures use the dataset's classifier only if it is already cached (training it takes
+    minutes; ``kinema eval`` or bench/bench_demo.py caches it).
+    """
+
+    REAL_SEED = 987654
+    FRAMES = 16
+
+    def __init__(self, dataset: str, resolution: int, channels: int, frames: int, num: int = 64,
+                 device: str = "cpu"):
+        from kinema.data.builtin import generate_builtin
+
+        self.dataset, self.frames, self.num, self.device = dataset, frames, num, device
+        real = np.stack([v for v, _, _ in generate_builtin(dataset, num, frames, resolution, self.REAL_SEED,
+                                                           channels=channels)])
+        self.reference = MotionReference(real, dataset, classifier="cached")
+
+    @classmethod
+    def for_run(cls, source: str, resolution: int, channels: int, G, num: int = 64, device: str = "cpu"):
+        dataset = builtin_dataset_of(source)
+        if not num or dataset is None:
+            return None
+        frames = cls.FRAMES if getattr(G, "can_extend", False) else int(G.frames)
+        return cls(dataset, int(resolution), int(channels), frames, num, device)
+
+    @torch.no_grad()
+    def __call__(self, G) -> dict[str, float]:
+        """-> {"motion/NAME": value} of ``G`` (summary names), G's train/eval mode restored."""
+        from kinema.metrics.sources import generate_clips
+
+        was_training = G.training
+        G.eval()
+        try:
+            fake = np.concatenate([generate_clips(G, range(i, min(i + 16, self.num)), self.frames, self.device)
+                                   for i in range(0, self.num, 16)])
+        finally:
+            G.train(was_training)
+        return {f"motion/{k}": float(v) for k, v in summary(self.reference.report(fake)).items()}

@@ -86,6 +86,9 @@ class LogConfig:
     log_kimg: float = 1.0                  # scalars to jsonl / TensorBoard every N kimg
     keep: int = 3                          # keep the last K training states and exports
     num_samples: int = 8                   # videos in the fixed-seed grid
+    # Motion vs real clips at every snapshot (built-in datasets only; kinema.metrics.motion):
+    # this many generated and real clips, 0 = off.
+    motion_clips: int = 64
     tensorboard: bool = True
     progress: bool = True                  # tqdm bar
 
@@ -138,6 +141,7 @@ class TrainConfig:
             (self.loss.r1_interval >= 1, "r1_interval: must be >= 1"),
             (self.optim.d_steps >= 1, "d_steps: must be >= 1"),
             (self.log.keep >= 1, "keep: must be >= 1"),
+            (self.log.motion_clips >= 0, "motion_clips: must be >= 0 (0 = no motion measures at snapshots)"),
             (self.data.resolution in (32, 64, 128, 256), "resolution: must be 32, 64, 128 or 256"),
             (4 <= self.data.frames <= 32, "frames: must be between 4 and 32"),
             (self.runtime.device in ("auto", "cpu", "cuda") or self.runtime.device.startswith("cuda:"),
@@ -188,7 +192,7 @@ def preset_tiny() -> TrainConfig:
         model=ModelConfig(name="mocogan", width=8),
         loss=LossConfig(r1_interval=2, augment=DiffAugConfig(translation=0.125, cutout=0.25, color=True)),
         schedule=ScheduleConfig(kimg=0.016, batch=4, ema_kimg=0.01),
-        log=LogConfig(snapshot_kimg=1e9, sample_kimg=1e9, log_kimg=0.008, num_samples=2,
+        log=LogConfig(snapshot_kimg=1e9, sample_kimg=1e9, log_kimg=0.008, num_samples=2, motion_clips=0,
                       tensorboard=False, progress=False),
         runtime=RuntimeConfig(device="cpu"),
     )

@@ -91,6 +91,23 @@ class RunLogger:
             self.bar.set_postfix(short, refresh=False)
         return record
 
+    def values(self, nimg: int, values: dict[str, float], label: str | None = None) -> None:
+        """Write measurements taken at ``nimg`` (e.g. motion at a snapshot) as their own jsonl record
+        and TensorBoard scalars, without touching the clips/s clock of :meth:`scalars`; with a
+        ``label``, also one line of them above the progress bar."""
+        if not self.enabled or not values:
+            return
+        if label:
+            self.message(f"{label} at {nimg / 1000:.3f} kimg: "
+                         + ", ".join(f"{k.split('/')[-1]} {v:.3g}" for k, v in values.items()))
+        record = {"kimg": round(nimg / 1000, 3), "time": round(time.time(), 3)}
+        record.update({k: (round(v, 6) if math.isfinite(v) else v) for k, v in values.items()})
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, global_step=nimg)
+
     def samples(self, nimg: int, videos, fps: float = 8.0) -> Path | None:
         """Write a fixed-seed grid ``uint8 [B, T, H, W, C]`` as ``samples/samples-XXXXXXk.{png,mp4}``."""
         if not self.enabled:

@@ -286,6 +286,9 @@ def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
             + f"{', fused AdamW' if rt.fused else ''}{', compiled' if rt.compile else ''}; out {out}")
     total_nimg = cfg.schedule.kimg * 1000 if cfg.schedule.kimg > 0 else float("inf")
     logger = RunLogger(out, total_nimg, nimg, deadline, cfg.log.tensorboard, cfg.log.progress)
+    from kinema.metrics.motion import TrainingProbe  # motion vs real clips at snapshots (built-in data)
+    motion = TrainingProbe.for_run(cfg.data.source, cfg.data.resolution, archive.channels, G, cfg.log.motion_clips,
+                                   device) if dist.is_main() else None
     stats = Stats()
     sample_seeds = list(range(cfg.log.num_samples))
     next_log, next_sample, next_snapshot = (_next_tick(nimg, k) for k in
@@ -461,6 +464,8 @@ def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
             if nimg >= next_snapshot or done:
                 ranks_state = checkpoint.gather_rank_states(gen_latent, gen_aug)
                 save_snapshot(final=done)
+                if motion is not None:
+                    logger.values(nimg, motion(G_ema), label="motion vs real")
                 next_snapshot = _next_tick(nimg, cfg.log.snapshot_kimg)
             if on_step is not None:
                 on_step(step)
