@@ -489,3 +489,62 @@ class TrainingProbe:
         finally:
             G.train(was_training)
         return {f"motion/{k}": float(v) for k, v in summary(self.reference.report(fake)).items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# A generator's full motion score (bench/bench_demo.py, bench/bench_motion.py).
+
+REAL_SEED = TrainingProbe.REAL_SEED  # real reference clips: a seed the training archives do not use
+
+
+def real_clips(dataset: str, num: int, frames: int, resolution: int, channels: int, seed: int = REAL_SEED) -> np.ndarray:
+    """``num`` clips of built-in ``dataset``: uint8 [num, frames, resolution, resolution, channels]."""
+    from kinema.data.builtin import generate_builtin
+
+    return np.stack([v for v, _, _ in generate_builtin(dataset, num, frames, resolution, seed, channels=channels)])
+
+
+def score_generator(G, dataset: str, num: int = 64, frames: int = 16, truncation: float = 1.0, config=None,
+                    extension_frames: int = 64, classifier=None, device: str = "cpu") -> dict:
+    """Every motion measure of generator ``G`` (seeds 0..num-1, as ``kinema generate`` draws them)
+    against ``num`` real clips of built-in ``dataset``.
+
+    -> {"report": the 16-frame report, "values": flat {name: value} (:func:`summary` plus
+    ``speed``/``real_speed``, and, for generators that can extend to ``extension_frames``:
+    ``speed_ratio_64`` (speed over the whole long clip vs real long clips), ``tail_ratio`` (speed of
+    the last 16 frames / the first 16), ``static_frac_64``), "frames": the scored length}.
+    For generators that cannot extend, clips have the generator's own length if shorter than ``frames``.
+    """
+    from kinema.sample.generate import generate
+    from kinema.io import to_uint8
+
+    frames = min(frames, int(G.frames)) if not getattr(G, "can_extend", False) else frames
+    seeds = list(range(num))
+
+    def fake(n_frames):
+        with torch.no_grad():
+            return to_uint8(generate(G, seeds, frames=n_frames, config=config, truncation=truncation, device=device))
+
+    clips = fake(frames)
+    size, channels = clips.shape[2], clips.shape[-1]
+    ref = MotionReference(real_clips(dataset, num, frames, size, channels), dataset, classifier, device=device)
+    report = ref.report(clips)
+    values = summary(report)
+    if report["object"]:
+        values["speed"], values["real_speed"] = report["object"]["speed"]["fake"], report["object"]["speed"]["real"]
+    out = {"report": report, "values": values, "frames": frames}
+    if getattr(G, "can_extend", False) and extension_frames > frames:
+        long_fake = fake(extension_frames)
+        long_real = real_clips(dataset, num, extension_frames, size, channels)
+        if dataset in OBJECT_DATASETS:
+            speed = lambda v: float(object_motion(v, dataset, classifier=False)["speed"].mean())  # noqa: E731
+            per_clip = object_motion(long_fake, dataset, classifier=False)
+            static = float(per_clip["static"].mean())
+        else:
+            speed = lambda v: float(generic_motion(v)["displacement"].mean())  # noqa: E731
+            static = float(generic_motion(long_fake)["static"].mean())
+        values["speed_ratio_64"] = _ratio(speed(long_fake), speed(long_real))
+        values["tail_ratio"] = _ratio(speed(long_fake[:, -16:]), speed(long_fake[:, :16]))
+        values["static_frac_64"] = static
+        out["extension_frames"] = extension_frames
+    return out
