@@ -265,7 +265,7 @@ class Studio:
 
     def _compare(self, job: Job, paths, p: dict, metric: str | None, num: int) -> dict:
         from kinema.io import write_grid_video
-        from kinema.studio.measures import clip_measures, protocol_result
+        from kinema.studio.measures import motion_measures, protocol_result
 
         columns, rows = [], collections.OrderedDict()
         for side, path in zip("ab", paths):
@@ -278,7 +278,7 @@ class Studio:
             meta = model.config.get("meta") or {}
             values = {"model": model.name, "kimg": meta.get("kimg"), "data": meta.get("source"),
                       "clip": f"{model.resolution}x{model.resolution}x{model.frames}, {model.channels} ch"}
-            values.update(clip_measures(videos, meta.get("source")))
+            values.update(motion_measures(videos, model.config, self.data_roots, self.device))
             folder = path.parent
             for r in runs_mod.eval_results(folder):
                 values[f"eval {r['metric']} @{r['kimg']} kimg"] = r["value"]

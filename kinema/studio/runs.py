@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 
 from kinema.studio.paths import relative_to_root
-from kinema.train.checkpoint import list_exports, list_states
+from kinema.train.checkpoint import list_exports, list_states, tag_nimg
 from kinema.train.status import read_status
 
-SAMPLE_RE = re.compile(r"^samples-(\d+)k\.png$")
+SAMPLE_RE = re.compile(r"^samples-(\d{10}|\d+k)\.png$")   # tags as in kinema.train.checkpoint
 MAX_POINTS = 2000          # curves are thinned to at most this many records
 
 
@@ -127,12 +127,13 @@ def summary(root: Path, folder: Path) -> dict:
 def details(root: Path, folder: Path) -> dict:
     info = summary(root, folder)
     samples = []
-    for p in sorted((folder / "samples").glob("samples-*k.png")):
+    for p in (folder / "samples").glob("samples-*.png"):
         m = SAMPLE_RE.match(p.name)
         if m:
             mp4 = p.with_suffix(".mp4")
-            samples.append({"kimg": int(m.group(1)), "png": relative_to_root(root, p),
+            samples.append({"kimg": tag_nimg(m.group(1)) / 1000, "png": relative_to_root(root, p),
                             "mp4": relative_to_root(root, mp4) if mp4.is_file() else None})
+    samples.sort(key=lambda s: s["kimg"])
     info.update(config=_json(folder / "config.json"), samples=samples, evals=eval_results(folder),
                 status=read_status(folder))
     return info
