@@ -1,6 +1,7 @@
-"""The training loop: ``train(config)``, one function that reads top to bottom.
+"""The training loop: ``train(config)`` reads top to bottom; each phase is a function above it.
 
-Each iteration takes one global batch of real clips and runs the phases that are due:
+Each iteration takes one global batch of real clips and runs the phases that are due for the
+model's kind (``STEPS``: ``gan_step``, ``vae_step``):
 
     D main   every step          D on augmented real vs. augmented G(z) clips (G frozen)
     D reg    every r1_interval   R1 on augmented reals, gamma scaled by the interval (lazy)
@@ -8,7 +9,10 @@ Each iteration takes one global batch of real clips and runs the phases that are
     VAE main every step          (videovae) encoder + decoder on reconstruction + KL
 
 then updates the EMA generator, logs, and saves. Every phase has its own optimizer step and
-sets ``requires_grad`` so that only the network it trains accumulates gradients. Each phase is
+sets ``requires_grad`` so that only the network it trains accumulates gradients. A phase reads
+what it needs from a ``StepContext`` (config, networks, optimizers, random streams, augmentation,
+autocast, NaN guard, statistics) passed to it; a new model kind adds its phase functions, a step
+function that schedules them, an entry in ``STEPS`` and its optimizers in ``_optimizers``. Each phase is
 labelled for ``torch.profiler`` (``kinema/data``, ``kinema/D_main``, ...) and ``on_step`` is
 called after every step (e.g. ``profiler.step``), so a profile splits a step into data loading,
 phases and kernels (``bench/suite.py`` does).
@@ -155,6 +159,337 @@ def _phase(name: str):
     return torch.profiler.record_function(f"kinema/{name}")
 
 
+# The pieces of a run that the phases and the snapshot read. Plain objects passed as arguments
+# (no closures), so each phase is a module-level function and adding a model kind is adding a
+# step function to STEPS below.
+
+@dataclasses.dataclass
+class Nets:
+    """The networks: plain modules (EMA, samples, exports, checkpoints) and the views that train.
+
+    ``G_train``/``D_train``/``E_train`` are the DDP wrappers (or the modules themselves in one
+    process), possibly compiled; ``D_main`` is D for the D main phase (compiled with
+    ``--compile``), ``D_frozen`` the plain D that G trains through. D reg always uses
+    ``D_train`` eagerly: compiled graphs do not double-backward.
+    """
+
+    G: torch.nn.Module
+    D: torch.nn.Module | None
+    E: torch.nn.Module | None
+    G_ema: torch.nn.Module
+    kind: str                 # "gan" | "vae", from the ModelSet
+    name: str
+    kwargs: dict
+    G_train: torch.nn.Module | None = None
+    D_train: torch.nn.Module | None = None
+    E_train: torch.nn.Module | None = None
+    D_main: torch.nn.Module | None = None
+    D_frozen: torch.nn.Module | None = None
+
+    def plain(self) -> dict:
+        return {"G": self.G, "D": self.D, "E": self.E, "G_ema": self.G_ema}
+
+
+@dataclasses.dataclass
+class Draws:
+    """The loop's random streams: latents and fake labels, and D-input augmentation.
+
+    Per rank (seed * world + rank), or, world-invariant, one stream shared by all ranks whose
+    draws cover the global batch and are sliced per rank. Drawn on the CPU, then copied.
+    """
+
+    seed: int                   # this rank's seed (the shared one when invariant)
+    latent: torch.Generator
+    aug: torch.Generator
+    augment_draws: object       # gen_aug itself, or a GlobalDraws slicing it per rank
+    rank: int
+    world: int
+    invariant: bool
+    num_classes: int
+    device: torch.device
+
+    def _share(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        # World-invariant: x holds the draws of the whole global batch [world * n, ...]; keep ours.
+        return x[self.rank * n:(self.rank + 1) * n] if self.invariant else x
+
+    def latents(self, G, n: int) -> dict:
+        drawn = G.make_latents(n * self.world if self.invariant else n, generator=self.latent)
+        return {k: to_device(self._share(v, n), self.device) for k, v in drawn.items()}
+
+    def fake_labels(self, n: int):
+        if not self.num_classes:
+            return None
+        drawn = torch.randint(self.num_classes, (n * self.world if self.invariant else n,), generator=self.latent)
+        return to_device(self._share(drawn, n), self.device)
+
+
+class Guard:
+    """Non-finite losses: flagged on the device, checked on the host every step on CPU and every
+    ``every`` steps on CUDA (a check is a host sync). Nothing is saved once a loss went bad."""
+
+    def __init__(self, device: torch.device, out: Path, every: int):
+        self.bad = torch.zeros((), dtype=torch.bool, device=device)
+        self.eager, self.out, self.every = device.type != "cuda", out, every
+        self.nimg = self.step = 0
+
+    def at(self, nimg: int, step: int) -> None:
+        self.nimg, self.step = nimg, step
+
+    def add(self, name: str, loss: torch.Tensor) -> None:
+        self.bad = self.bad | ~torch.isfinite(loss.detach())
+        if self.eager and bool(self.bad):
+            raise TrainingDiverged(f"loss {name} is {float(loss.detach())} at {self.nimg / 1000:.3f} kimg "
+                                   f"(step {self.step}); stopping without saving, the last good state in "
+                                   f"{self.out} is intact")
+
+    def check(self) -> None:
+        if bool(self.bad):
+            raise TrainingDiverged(f"a loss became NaN/Inf before {self.nimg / 1000:.3f} kimg (step {self.step}); "
+                                   f"stopping without saving, the last good state in {self.out} is intact")
+
+
+@dataclasses.dataclass
+class StepContext:
+    """Everything a phase reads besides the batch."""
+
+    cfg: TrainConfig
+    nets: Nets
+    opts: dict                  # "G" | "D" | "VAE" -> optimizer
+    draws: Draws
+    augment: object             # DiffAugment: (clips, draws) -> clips
+    amp: object                 # autocast context (bf16 or disabled)
+    guard: Guard
+    stats: Stats
+
+
+def _opt_step(opt, params, name: str, ctx: StepContext, stats_on: bool) -> None:
+    """Clip (optionally), record the gradient norm on log steps, step, and clear the gradients."""
+    params = [p for p in params if p.grad is not None]
+    if ctx.cfg.optim.grad_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, ctx.cfg.optim.grad_clip)
+    elif stats_on:
+        norm = _grad_norm(params)
+    if stats_on:
+        ctx.stats.add(f"gradnorm/{name}", norm)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+# Phases. Each trains one network with its own optimizer and sets requires_grad itself.
+
+def d_main(ctx: StepContext, real, labels, batch: int, stats_on: bool) -> None:
+    """D on augmented reals vs. augmented G(z), G frozen (plain module, no grad, no DDP sync).
+    One backward per forward, so DDP sees each parameter exactly once per backward."""
+    cfg, n, draws = ctx.cfg, ctx.nets, ctx.draws
+    n.D.requires_grad_(True)
+    with torch.no_grad(), ctx.amp:
+        y_fake = draws.fake_labels(batch)
+        fake = n.G(draws.latents(n.G, batch), y_fake)
+    with ctx.amp:
+        logits_fake = n.D_main(ctx.augment(fake, draws.augment_draws), y_fake)
+    loss_fake = losses.d_loss_fake(logits_fake, cfg.loss.kind)
+    ctx.guard.add("D(fake)", loss_fake)
+    loss_fake.backward()
+    with ctx.amp:
+        logits_real = n.D_main(ctx.augment(real, draws.augment_draws), labels)
+    loss_real = losses.d_loss_real(logits_real, cfg.loss.kind)
+    ctx.guard.add("D(real)", loss_real)
+    loss_real.backward()
+    _opt_step(ctx.opts["D"], n.D.parameters(), "D", ctx, stats_on)
+    ctx.stats.add("loss/D", loss_real.detach() + loss_fake.detach())
+    if stats_on:
+        ctx.stats.add("D/real", losses.logits_mean(logits_real))
+        ctx.stats.add("D/fake", losses.logits_mean(logits_fake))
+
+
+def d_reg(ctx: StepContext, real, labels) -> None:
+    """Lazy R1 on augmented reals, gamma scaled by the interval."""
+    cfg, n = ctx.cfg, ctx.nets
+    x = ctx.augment(real, ctx.draws.augment_draws).detach().requires_grad_(True)
+    with ctx.amp:
+        logits = n.D_train(x, labels)
+    r1 = losses.r1_penalty(x, logits)
+    ctx.guard.add("R1", r1)
+    zero = sum(h.float().sum() for h in logits) * 0     # keep every D weight in the graph (DDP)
+    (r1 * (cfg.loss.r1_gamma / 2) * cfg.loss.r1_interval + zero).backward()
+    _opt_step(ctx.opts["D"], n.D.parameters(), "D_reg", ctx, False)
+    ctx.stats.add("loss/R1", r1)
+
+
+def g_main(ctx: StepContext, real, batch: int, stats_on: bool) -> None:
+    """G through a frozen D (plain module: its weights need no gradient sync)."""
+    cfg, n, draws = ctx.cfg, ctx.nets, ctx.draws
+    n.D.requires_grad_(False)
+    with ctx.amp:
+        y_fake = draws.fake_labels(batch)
+        fake = n.G_train(draws.latents(n.G, batch), y_fake)
+        loss_G = losses.g_loss(n.D_frozen(ctx.augment(fake, draws.augment_draws), y_fake), cfg.loss.kind)
+    ctx.guard.add("G", loss_G)
+    loss_G.backward()
+    _opt_step(ctx.opts["G"], n.G.parameters(), "G", ctx, stats_on)
+    ctx.stats.add("loss/G", loss_G)
+    if stats_on:
+        ctx.stats.add("diversity", losses.diversity(fake, real))
+
+
+def vae_main(ctx: StepContext, real, labels, stats_on: bool) -> None:
+    """Reconstruct the reals through E and G, KL to the prior (the model's own loss)."""
+    from kinema.models.videovae import vae_loss
+
+    n = ctx.nets
+    with ctx.amp:
+        terms = vae_loss(n.E_train, n.G_train, real, ctx.cfg.loss.kl_weight, labels)
+    ctx.guard.add("VAE", terms["total"])
+    terms["total"].backward()
+    _opt_step(ctx.opts["VAE"], list(n.E.parameters()) + list(n.G.parameters()), "VAE", ctx, stats_on)
+    for k in ("total", "recon", "kl"):
+        ctx.stats.add(f"loss/VAE_{k}", terms[k])
+
+
+# One training step per model kind: which phases run, and when.
+
+def gan_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bool) -> None:
+    cfg = ctx.cfg
+    with _phase("D_main"):
+        d_main(ctx, real, labels, batch, stats_on)
+    if cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
+        with _phase("D_reg"):
+            d_reg(ctx, real, labels)
+    if step % cfg.optim.d_steps == 0:
+        with _phase("G_main"):
+            g_main(ctx, real, batch, stats_on)
+
+
+def vae_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bool) -> None:
+    with _phase("VAE_main"):
+        vae_main(ctx, real, labels, stats_on)
+
+
+STEPS = {"gan": gan_step, "vae": vae_step}
+
+
+# Set-up helpers, in the order train() calls them.
+
+def _runtime(cfg: TrainConfig, device: torch.device):
+    """-> (Runtime, autocast context); on CUDA also cuDNN benchmark and TF32."""
+    rt = Runtime.resolve(cfg.runtime, device.type)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return rt, torch.autocast(device.type, dtype=torch.bfloat16, enabled=rt.bf16)
+
+
+def _build_nets(cfg: TrainConfig, channels: int, num_classes: int, device, rt: Runtime) -> Nets:
+    """The same initial weights on every rank (from the shared seed; DDP checks it) + G_ema."""
+    from kinema.models import build
+
+    torch.manual_seed(cfg.schedule.seed)
+    models = build(cfg.model.name, **model_kwargs(cfg, channels, num_classes))
+    G, D, E = (m.to(device) if m is not None else None for m in (models.G, models.D, models.E))
+    if rt.channels_last:
+        for net in (G, D, E):
+            if net is not None:
+                _to_channels_last(net)
+    return Nets(G=G, D=D, E=E, G_ema=make_ema(G), kind=models.kind, name=models.name, kwargs=models.kwargs)
+
+
+def _seed_draws(cfg: TrainConfig, num_classes: int, device) -> Draws:
+    """Seed python/numpy/torch and the loop's generators, per rank or world-invariant."""
+    invariant, rank, world = cfg.schedule.world_invariant, dist.rank(), dist.world_size()
+    seed = cfg.schedule.seed if invariant else dist.rank_seed(cfg.schedule.seed)
+    random.seed(seed), np.random.seed(seed % 2**32), torch.manual_seed(seed)
+    gen_latent = torch.Generator().manual_seed(seed * 2 + 1)    # latents and fake labels
+    gen_aug = torch.Generator().manual_seed(seed * 2 + 2)       # D-input augmentation
+    return Draws(seed=seed, latent=gen_latent, aug=gen_aug, augment_draws=GlobalDraws(gen_aug, rank, world) if invariant else gen_aug,
+                 rank=rank, world=world, invariant=invariant, num_classes=num_classes, device=device)
+
+
+def _optimizers(nets: Nets, cfg: TrainConfig, device, fused: bool) -> dict:
+    """TTUR learning rates for the GANs; the VAE trains E and G together."""
+    if nets.kind == "gan":
+        return {"G": _optimizer(nets.G.parameters(), cfg.optim.g_lr, cfg, device, fused),
+                "D": _optimizer(nets.D.parameters(), cfg.optim.d_lr, cfg, device, fused)}
+    return {"VAE": _optimizer(list(nets.E.parameters()) + list(nets.G.parameters()), cfg.optim.g_lr, cfg, device,
+                              fused)}
+
+
+def _wrap_for_training(nets: Nets, device, invariant: bool, compile: bool) -> None:
+    """DDP wrappers for the phases that train a network (several ranks), then torch.compile."""
+    nets.G_train, nets.D_train, nets.E_train = nets.G, nets.D, nets.E
+    if dist.world_size() > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        # R1's double backward hands DDP gradients of a transposed layout for some weights: harmless.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        ids = [device.index] if device.type == "cuda" else None
+        if invariant:  # batch statistics over the global batch (G_ema keeps plain BN: eval only)
+            for net in (nets.G, nets.D, nets.E):
+                if net is not None:
+                    dist.sync_batchnorm(net)
+        nets.G_train, nets.D_train, nets.E_train = (DDP(n, device_ids=ids) if n is not None else None
+                                                    for n in (nets.G, nets.D, nets.E))
+    nets.D_main, nets.D_frozen = nets.D_train, nets.D
+    if compile:
+        nets.G_train = torch.compile(nets.G_train)
+        if nets.D is not None:
+            nets.D_main, nets.D_frozen = torch.compile(nets.D_train), torch.compile(nets.D)
+
+
+def _start_run_folder(out: Path, cfg: TrainConfig, nets: Nets, rt: Runtime, device, batch: int, say) -> None:
+    """Rank 0: clear interrupted writes, write config.json, print the config and the model once."""
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in checkpoint.remove_temporaries(out):
+        say(f"removed {tmp.name} (left by an interrupted write)")
+    atomic_write_text(out / "config.json", to_json(cfg))
+    say(describe(cfg))
+    size = {k: sum(p.numel() for p in n.parameters()) / 1e6 for k, n in (("G", nets.G), ("D", nets.D), ("E", nets.E))
+            if n is not None}
+    say(f"model {nets.name}: " + ", ".join(f"{k} {m:.2f}M" + (" params" if k == "G" else "") for k, m in size.items())
+        + f"; device {device}, {dist.world_size()} rank(s), batch {batch}/rank, "
+        + f"{'bf16 autocast' if rt.bf16 else 'fp32'}{', channels-last' if rt.channels_last else ''}"
+        + f"{', fused AdamW' if rt.fused else ''}{', compiled' if rt.compile else ''}; out {out}")
+
+
+def _next_batch(loader, rt: Runtime, num_classes: int):
+    real, labels = next(loader)                       # [B, C, T, H, W] in [-1, 1]
+    if rt.channels_last:
+        real = real.contiguous(memory_format=torch.channels_last_3d)
+    return real, (labels if num_classes else None)
+
+
+def _stop_reason(stop: "_StopSignal", deadline, step: int, every: int) -> str | None:
+    """"signal" | "time" | None; all ranks agree (a signal or the clock on any rank stops all),
+    multi-rank only every ``every`` steps (with NCCL the reduce syncs the host)."""
+    flags = torch.tensor([float(stop.requested), float(deadline is not None and time.monotonic() >= deadline)])
+    if dist.world_size() > 1:
+        flags = dist.all_reduce_max(flags) if step % every == 0 else torch.zeros(2)
+    return "signal" if flags[0] else ("time" if flags[1] else None)
+
+
+def save_snapshot(out: Path, cfg: TrainConfig, nets: Nets, opts: dict, loader, archive, nimg: int, step: int,
+                  ranks_state: list, guard: Guard, logger: RunLogger, final: bool) -> tuple[Path | None, Path | None]:
+    """Training state + inference export (rank 0 writes; every rank takes part). -> (state, export)."""
+    guard.check()
+    # Every rank must hold what rank 0 is about to save (collective: all ranks call it).
+    dist.check_consistent(nets.plain(), f"{out} at step {step}: ")
+    state_path = export_path = None
+    if dist.is_main():
+        n, world = nets, dist.world_size()
+        state_path = checkpoint.save_state(out, nimg, {
+            "model": {"name": n.name, "kwargs": n.kwargs}, "config": to_json(cfg),
+            "G": n.G.state_dict(), "D": n.D.state_dict() if n.D is not None else None,
+            "E": n.E.state_dict() if n.E is not None else None, "G_ema": n.G_ema.state_dict(),
+            "opt": {k: o.state_dict() for k, o in opts.items()}, "scaler": None,
+            "counters": {"nimg": nimg, "step": step, "world_size": world},
+            "loader": loader.state_dict(), "ranks": ranks_state}, cfg.log.keep)
+        meta = {"kimg": nimg / 1000, "fps": float(archive.fps or 8), "class_names": list(archive.class_names),
+                "source": cfg.data.source, "final": final}
+        export_path = checkpoint.save_export(out, nimg, n.G_ema, n.name, n.kwargs, meta, cfg.log.keep)
+        logger.message(f"saved {state_path.name} and {export_path.name}"
+                       + (f" (parameters identical on {world} ranks)" if world > 1 else ""))
+    dist.barrier()
+    return state_path, export_path
+
+
 def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) -> TrainResult:
     """Train ``cfg`` (from scratch, or from ``resume`` = "latest" | a state path) -> TrainResult.
 
@@ -188,11 +523,10 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) 
 
 def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
     from kinema.data import AugmentConfig, ClipLoader
-    from kinema.models import build
-    from kinema.models.videovae import vae_loss
-    from kinema.sample.generate import generate
     from kinema.io import to_uint8
+    from kinema.sample.generate import generate
 
+    # Set up: device, data, networks, random streams, optimizers, loader.
     cfg.validate()
     t_start = time.monotonic()
     deadline = t_start + cfg.schedule.minutes * 60 if cfg.schedule.minutes > 0 else None
@@ -201,271 +535,79 @@ def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
     world, rank = dist.world_size(), dist.rank()
     if cfg.schedule.batch % world:
         raise KinemaError(f"batch: global batch {cfg.schedule.batch} is not divisible by {world} ranks")
-    batch = cfg.schedule.batch // world
-    out = Path(cfg.log.out)
-    cuda = device.type == "cuda"
-    rt = Runtime.resolve(cfg.runtime, device.type)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=rt.bf16)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-
+    batch, out = cfg.schedule.batch // world, Path(cfg.log.out)
+    rt, amp = _runtime(cfg, device)
     archive, cfg, num_classes = _open_data(cfg)
-
-    # Build the networks: the same initial weights on every rank (DDP checks it), then per-rank RNG.
-    kwargs = model_kwargs(cfg, int(archive.channels), num_classes)
-    torch.manual_seed(cfg.schedule.seed)
-    models = build(cfg.model.name, **kwargs)
-    G, D, E = models.G.to(device), (models.D.to(device) if models.D is not None else None), \
-        (models.E.to(device) if models.E is not None else None)
-    if rt.channels_last:
-        for net in (G, D, E):
-            if net is not None:
-                _to_channels_last(net)
-    G_ema = make_ema(G)
-    # Random streams: per rank (seed * world + rank), or, world-invariant, one stream shared by all
-    # ranks whose draws cover the global batch and are sliced per rank (latents(), aug_draws).
-    invariant = cfg.schedule.world_invariant
-    seed = cfg.schedule.seed if invariant else dist.rank_seed(cfg.schedule.seed)
-    random.seed(seed), np.random.seed(seed % 2**32), torch.manual_seed(seed)
-    gen_latent = torch.Generator().manual_seed(seed * 2 + 1)    # latents and fake labels
-    gen_aug = torch.Generator().manual_seed(seed * 2 + 2)       # D-input augmentation
-    aug_draws = GlobalDraws(gen_aug, rank, world) if invariant else gen_aug
-    augment = make_augment(cfg.loss.augment)
-
-    # Optimizers: TTUR learning rates; the VAE trains E and G together.
-    gan = models.kind == "gan"
-    opt_G = _optimizer(G.parameters(), cfg.optim.g_lr, cfg, device, rt.fused) if gan else None
-    opt_D = _optimizer(D.parameters(), cfg.optim.d_lr, cfg, device, rt.fused) if D is not None else None
-    opt_VAE = _optimizer(list(E.parameters()) + list(G.parameters()), cfg.optim.g_lr, cfg, device,
-                         rt.fused) if not gan else None
-    optimizers = {k: v for k, v in (("G", opt_G), ("D", opt_D), ("VAE", opt_VAE)) if v is not None}
+    nets = _build_nets(cfg, int(archive.channels), num_classes, device, rt)
+    draws = _seed_draws(cfg, num_classes, device)
+    opts = _optimizers(nets, cfg, device, rt.fused)
     loader = ClipLoader(archive, batch, seed=cfg.schedule.seed, augment=AugmentConfig(flip=cfg.data.flip),
                         rank=rank, world_size=world, num_workers=cfg.data.num_workers, device=device)
-    nimg, step = 0, 0
-    model_spec = {"name": models.name, "kwargs": models.kwargs}
 
     # Resume: weights, optimizers, counters, loader position and every RNG state.
+    nimg, step = 0, 0
     if resume:
-        nimg, step = checkpoint.resume_into(resume, out, model_spec, {"G": G, "D": D, "E": E, "G_ema": G_ema}, optimizers,
-                             loader, (gen_latent, gen_aug), seed, invariant, say)
-
-    # Wrap for DDP: phases that train a network go through the wrapper, everything else not.
-    G_train, D_train, E_train = G, D, E
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        # R1's double backward hands DDP gradients of a transposed layout for some weights: harmless.
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        ids = [device.index] if cuda else None
-        if invariant:  # batch statistics over the global batch (G_ema keeps plain BN: eval only)
-            for net in (G, D, E):
-                if net is not None:
-                    dist.sync_batchnorm(net)
-        G_train = DDP(G, device_ids=ids)
-        D_train = DDP(D, device_ids=ids) if D is not None else None
-        E_train = DDP(E, device_ids=ids) if E is not None else None
-    use_D = gan and D is not None
-    D_main, D_frozen = D_train, D    # D reg always runs eagerly: compiled graphs do not double-backward
-    if rt.compile:
-        G_train = torch.compile(G_train)
-        if use_D:
-            D_main, D_frozen = torch.compile(D_train), torch.compile(D)
-
-    # Write the run folder (rank 0): config.json, and the config printed once.
+        nimg, step = checkpoint.resume_into(resume, out, {"name": nets.name, "kwargs": nets.kwargs}, nets.plain(),
+                                            opts, loader, (draws.latent, draws.aug), draws.seed, draws.invariant, say)
+    _wrap_for_training(nets, device, draws.invariant, rt.compile)
     if dist.is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        for tmp in checkpoint.remove_temporaries(out):
-            say(f"removed {tmp.name} (left by an interrupted write)")
-        atomic_write_text(out / "config.json", to_json(cfg))
-        say(describe(cfg))
-        say(f"model {models.name}: G {sum(p.numel() for p in G.parameters()) / 1e6:.2f}M params"
-            + (f", D {sum(p.numel() for p in D.parameters()) / 1e6:.2f}M" if D is not None else "")
-            + (f", E {sum(p.numel() for p in E.parameters()) / 1e6:.2f}M" if E is not None else "")
-            + f"; device {device}, {world} rank(s), batch {batch}/rank, "
-            + f"{'bf16 autocast' if rt.bf16 else 'fp32'}{', channels-last' if rt.channels_last else ''}"
-            + f"{', fused AdamW' if rt.fused else ''}{', compiled' if rt.compile else ''}; out {out}")
+        _start_run_folder(out, cfg, nets, rt, device, batch, say)
+
+    # Clocks: log, sample and snapshot ticks in clips seen.
     total_nimg = cfg.schedule.kimg * 1000 if cfg.schedule.kimg > 0 else float("inf")
     logger = RunLogger(out, total_nimg, nimg, deadline, cfg.log.tensorboard, cfg.log.progress)
     from kinema.metrics.motion import TrainingProbe  # motion vs real clips at snapshots (built-in data)
-    motion = TrainingProbe.for_run(cfg.data.source, cfg.data.resolution, archive.channels, G, cfg.log.motion_clips,
-                                   device) if dist.is_main() else None
-    stats = Stats()
-    sample_seeds = list(range(cfg.log.num_samples))
+    motion = TrainingProbe.for_run(cfg.data.source, cfg.data.resolution, archive.channels, nets.G,
+                                   cfg.log.motion_clips, device) if dist.is_main() else None
+    check_every = 20 if device.type == "cuda" else 1   # NaN and stop checks: on CUDA every few steps (host sync)
+    ctx = StepContext(cfg, nets, opts, draws, make_augment(cfg.loss.augment), amp, Guard(device, out, check_every),
+                      Stats())
     next_log, next_sample, next_snapshot = (_next_tick(nimg, k) for k in
                                             (cfg.log.log_kimg, cfg.log.sample_kimg, cfg.log.snapshot_kimg))
-    check_every = 1 if not cuda else 20     # NaN check: on CUDA only every few steps (host sync)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
     export_path = state_path = None
     record: dict = {}
+    stopped_by = "kimg"
 
-    def guard(name: str, loss: torch.Tensor) -> None:
-        nonlocal bad
-        bad = bad | ~torch.isfinite(loss.detach())
-        if not cuda and bool(bad):
-            raise TrainingDiverged(f"loss {name} is {float(loss.detach())} at {nimg / 1000:.3f} kimg (step {step}); "
-                                   f"stopping without saving, the last good state in {out} is intact")
-
-    def share(x: torch.Tensor, n: int) -> torch.Tensor:
-        # World-invariant: x holds the draws of the whole global batch [world * n, ...]; keep ours.
-        return x[rank * n:(rank + 1) * n] if invariant else x
-
-    def fake_labels(n: int):
-        if not num_classes:
-            return None
-        return to_device(share(torch.randint(num_classes, (n * world if invariant else n,), generator=gen_latent), n),
-                         device)
-
-    def latents(n: int) -> dict:
-        drawn = G.make_latents(n * world if invariant else n, generator=gen_latent)   # on the CPU
-        return {k: to_device(share(v, n), device) for k, v in drawn.items()}
-
-    def opt_step(opt, params, name: str, stats_on: bool) -> None:
-        params = [p for p in params if p.grad is not None]
-        if cfg.optim.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        elif stats_on:
-            norm = _grad_norm(params)
-        if stats_on:
-            stats.add(f"gradnorm/{name}", norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    def save_snapshot(final: bool) -> None:
-        nonlocal export_path, state_path
-        if bool(bad):
-            raise TrainingDiverged(f"a loss became NaN/Inf before {nimg / 1000:.3f} kimg (step {step}); "
-                                   f"stopping without saving, the last good state in {out} is intact")
-        # Every rank must hold what rank 0 is about to save (collective: all ranks call it).
-        dist.check_consistent({"G": G, "D": D, "E": E, "G_ema": G_ema}, f"{out} at step {step}: ")
-        if dist.is_main():
-            state_path = checkpoint.save_state(out, nimg, {
-                "model": model_spec, "config": to_json(cfg),
-                "G": G.state_dict(), "D": D.state_dict() if D is not None else None,
-                "E": E.state_dict() if E is not None else None, "G_ema": G_ema.state_dict(),
-                "opt": {k: o.state_dict() for k, o in optimizers.items()}, "scaler": None,
-                "counters": {"nimg": nimg, "step": step, "world_size": world},
-                "loader": loader.state_dict(), "ranks": ranks_state}, cfg.log.keep)
-            meta = {"kimg": nimg / 1000, "fps": float(archive.fps or 8), "class_names": list(archive.class_names),
-                    "source": cfg.data.source, "final": final}
-            export_path = checkpoint.save_export(out, nimg, G_ema, models.name, models.kwargs, meta, cfg.log.keep)
-            logger.message(f"saved {state_path.name} and {export_path.name}"
-                           + (f" (parameters identical on {world} ranks)" if world > 1 else ""))
-        dist.barrier()
-
-    # Main loop.
     with _StopSignal() as stop:
-        stopped_by = "kimg"
-        while True:
-            if nimg >= total_nimg:
-                break
+        while nimg < total_nimg:
+            # Run the phases due at this step on one global batch.
             stats_on = nimg + cfg.schedule.batch >= next_log
             with _phase("data"):
-                real, labels = next(loader)                       # [B, C, T, H, W] in [-1, 1]
-                if rt.channels_last:
-                    real = real.contiguous(memory_format=torch.channels_last_3d)
-            labels = labels if num_classes else None
+                real, labels = _next_batch(loader, rt, num_classes)
+            ctx.guard.at(nimg, step)
+            STEPS[nets.kind](ctx, step, real, labels, batch, stats_on)
 
-            # D main: real vs. fake, G frozen (plain module, no grad, no DDP sync). One backward per
-            # forward, so DDP sees each parameter exactly once per backward.
-            if use_D:
-                with _phase("D_main"):
-                    D.requires_grad_(True)
-                    with torch.no_grad(), amp:
-                        y_fake = fake_labels(batch)
-                        fake = G(latents(batch), y_fake)
-                    with amp:
-                        logits_fake = D_main(augment(fake, aug_draws), y_fake)
-                    loss_fake = losses.d_loss_fake(logits_fake, cfg.loss.kind)
-                    guard("D(fake)", loss_fake)
-                    loss_fake.backward()
-                    with amp:
-                        logits_real = D_main(augment(real, aug_draws), labels)
-                    loss_real = losses.d_loss_real(logits_real, cfg.loss.kind)
-                    guard("D(real)", loss_real)
-                    loss_real.backward()
-                    opt_step(opt_D, D.parameters(), "D", stats_on)
-                    stats.add("loss/D", loss_real.detach() + loss_fake.detach())
-                    if stats_on:
-                        stats.add("D/real", losses.logits_mean(logits_real))
-                        stats.add("D/fake", losses.logits_mean(logits_fake))
-
-            # D reg: lazy R1 on augmented reals, every r1_interval steps, gamma scaled by the interval.
-            if use_D and cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
-                with _phase("D_reg"):
-                    x = augment(real, aug_draws).detach().requires_grad_(True)
-                    with amp:
-                        logits = D_train(x, labels)
-                    r1 = losses.r1_penalty(x, logits)
-                    guard("R1", r1)
-                    zero = sum(h.float().sum() for h in logits) * 0     # keep every D weight in the graph (DDP)
-                    (r1 * (cfg.loss.r1_gamma / 2) * cfg.loss.r1_interval + zero).backward()
-                    opt_step(opt_D, D.parameters(), "D_reg", False)
-                    stats.add("loss/R1", r1)
-
-            # G main: through a frozen D (plain module: its weights need no gradient sync).
-            if gan and step % cfg.optim.d_steps == 0:
-                with _phase("G_main"):
-                    D.requires_grad_(False)
-                    with amp:
-                        y_fake = fake_labels(batch)
-                        fake = G_train(latents(batch), y_fake)
-                        loss_G = losses.g_loss(D_frozen(augment(fake, aug_draws), y_fake), cfg.loss.kind)
-                    guard("G", loss_G)
-                    loss_G.backward()
-                    opt_step(opt_G, G.parameters(), "G", stats_on)
-                    stats.add("loss/G", loss_G)
-                    if stats_on:
-                        stats.add("diversity", losses.diversity(fake, real))
-
-            # VAE main: reconstruct the reals through E and G, KL to the prior (models' own loss).
-            if not gan:
-                with _phase("VAE_main"):
-                    with amp:
-                        terms = vae_loss(E_train, G_train, real, cfg.loss.kl_weight, labels)
-                    guard("VAE", terms["total"])
-                    terms["total"].backward()
-                    opt_step(opt_VAE, list(E.parameters()) + list(G.parameters()), "VAE", stats_on)
-                    for k in ("total", "recon", "kl"):
-                        stats.add(f"loss/VAE_{k}", terms[k])
-
-            # Update the clock and the EMA generator.
-            nimg += cfg.schedule.batch
-            step += 1
+            # Advance the clock and the EMA generator; check for NaN; decide whether to stop.
+            nimg, step = nimg + cfg.schedule.batch, step + 1
             with _phase("ema"):
-                update_ema(G_ema, G, ema_beta(cfg.schedule.batch, nimg, cfg.schedule.ema_kimg, cfg.schedule.ema_rampup))
+                update_ema(nets.G_ema, nets.G,
+                           ema_beta(cfg.schedule.batch, nimg, cfg.schedule.ema_kimg, cfg.schedule.ema_rampup))
             logger.step(nimg, cfg.schedule.batch)
-            if cuda and step % check_every == 0 and bool(bad):
-                raise TrainingDiverged(f"a loss became NaN/Inf before {nimg / 1000:.3f} kimg (step {step}); "
-                                       f"stopping without saving, the last good state in {out} is intact")
-
-            # Decide whether to stop (all ranks agree: a signal or the clock on any rank stops all).
-            flags = torch.tensor([float(stop.requested), float(deadline is not None and time.monotonic() >= deadline)])
-            # (Multi-rank: agreed every check_every steps only; with NCCL the reduce syncs the host.)
-            if world > 1:
-                flags = dist.all_reduce_max(flags) if step % check_every == 0 else torch.zeros(2)
-            done = nimg >= total_nimg or bool(flags.any())
-            if flags[0]:
-                stopped_by = "signal"
-            elif flags[1]:
-                stopped_by = "time"
+            ctx.guard.at(nimg, step)
+            if device.type == "cuda" and step % check_every == 0:
+                ctx.guard.check()
+            reason = _stop_reason(stop, deadline, step, check_every)
+            stopped_by = reason or stopped_by
+            done = nimg >= total_nimg or reason is not None
 
             # Log, sample, save.
             if stats_on or done:
-                for name, opt in optimizers.items():
-                    stats.add(f"lr/{name}", opt.param_groups[0]["lr"])
-                record = logger.scalars(nimg, stats.collect()) or record
+                for name, opt in opts.items():
+                    ctx.stats.add(f"lr/{name}", opt.param_groups[0]["lr"])
+                record = logger.scalars(nimg, ctx.stats.collect()) or record
                 next_log = _next_tick(nimg, cfg.log.log_kimg)
             if nimg >= next_sample or nimg >= next_snapshot or done:
-                refresh_batchnorm(G_ema, device)
+                refresh_batchnorm(nets.G_ema, device)
             if nimg >= next_sample or done:
-                videos = generate(G_ema, sample_seeds, device=device)
+                videos = generate(nets.G_ema, list(range(cfg.log.num_samples)), device=device)
                 logger.samples(nimg, to_uint8(videos), fps=float(archive.fps or 8))
                 next_sample = _next_tick(nimg, cfg.log.sample_kimg)
             if nimg >= next_snapshot or done:
-                ranks_state = checkpoint.gather_rank_states(gen_latent, gen_aug)
-                save_snapshot(final=done)
+                ranks_state = checkpoint.gather_rank_states(draws.latent, draws.aug)
+                state_path, export_path = save_snapshot(out, cfg, nets, opts, loader, archive, nimg, step, ranks_state,
+                                                        ctx.guard, logger, final=done)
                 if motion is not None:
-                    logger.values(nimg, motion(G_ema), label="motion vs real")
+                    logger.values(nimg, motion(nets.G_ema), label="motion vs real")
                 next_snapshot = _next_tick(nimg, cfg.log.snapshot_kimg)
             if on_step is not None:
                 on_step(step)
