@@ -524,6 +524,7 @@ def train(cfg: TrainConfig, resume: str | None = None, log=print, on_step=None) 
 def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
     from kinema.data import AugmentConfig, ClipLoader
     from kinema.io import to_uint8
+    from kinema.metrics.motion import TrainingProbe
     from kinema.sample.generate import generate
 
     # Set up: device, data, networks, random streams, optimizers, loader.
@@ -556,7 +557,7 @@ def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
     # Clocks: log, sample and snapshot ticks in clips seen.
     total_nimg = cfg.schedule.kimg * 1000 if cfg.schedule.kimg > 0 else float("inf")
     logger = RunLogger(out, total_nimg, nimg, deadline, cfg.log.tensorboard, cfg.log.progress)
-    from kinema.metrics.motion import TrainingProbe  # motion vs real clips at snapshots (built-in data)
+    # Motion of G_ema against real clips at snapshots (built-in data only; rank 0).
     motion = TrainingProbe.for_run(cfg.data.source, cfg.data.resolution, archive.channels, nets.G,
                                    cfg.log.motion_clips, device) if dist.is_main() else None
     check_every = 20 if device.type == "cuda" else 1   # NaN and stop checks: on CUDA every few steps (host sync)
