@@ -16,7 +16,8 @@ Statistics (generated fps vs target fps) go to stderr."""
 
 
 def add_arguments(p) -> None:
-    p.add_argument("export", help="export .safetensors/.json, or a training run folder")
+    p.add_argument("export", help="export .safetensors/.json, a training run folder, or (--runtime onnx) "
+                                  "a .onnx file from kinema export-onnx")
     p.add_argument("--out", required=True, help="output file, or - for stdout")
     p.add_argument("--frames", type=int, default=1000, help="total frames")
     p.add_argument("--seed", type=int, default=0, help="seed of the stream")
@@ -33,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--crf", type=int, default=None, help="quality (lower = better)")
     p.add_argument("--preset", default=None, help="encoder speed preset (x264: ultrafast for live streams)")
     p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--runtime", default=None, choices=["torch", "onnx"],
+                   help="run the generator in PyTorch or in onnxruntime on the CPU (default: onnx for a .onnx file)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--realtime", action="store_true", help="pace output to the target fps (live viewing)")
     p.add_argument("--no-thread", action="store_true", help="encode on the generating thread (no overlap)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
@@ -46,7 +50,18 @@ def run(args) -> int:
 
     if args.fps is not None and not args.fps > 0:
         raise KinemaError(f"--fps must be positive, got {args.fps}")
-    model = load(args.export, device=args.device)
+    runtime = args.runtime or ("onnx" if str(args.export).endswith(".onnx") else "torch")
+    if runtime == "onnx":
+        from kinema.models.onnx import load_onnx
+        if args.device != "cpu":
+            raise KinemaError(f"--runtime onnx runs on the CPU (onnxruntime), not --device {args.device}")
+        if not str(args.export).endswith(".onnx"):
+            raise KinemaError(f"{args.export}: --runtime onnx takes a .onnx file (make one with kinema export-onnx)")
+        model = load_onnx(args.export, threads=args.threads)
+    elif str(args.export).endswith(".onnx"):
+        raise KinemaError(f"{args.export}: an ONNX file runs with --runtime onnx")
+    else:
+        model = load(args.export, device=args.device)
     fps = args.fps or model.fps
     if args.out == "-" or args.fmt == "raw":
         h = w = model.resolution

@@ -64,9 +64,16 @@ class DCGANGenerator(nn.Module):
         need_labels(self.num_classes, labels, "dcgan generator")
         z = latents["z"]  # [n, T, Z]
         n, t = z.shape[:2]
-        frame_labels = labels.repeat_interleave(t) if self.num_classes else None  # [n*T]
+        frame_labels = labels[:, None].expand(n, t).reshape(-1) if self.num_classes else None  # [n*T], frame-major
         frames = self.net(z.reshape(n * t, -1), frame_labels)  # [n*T, C, H, W]
         return unfold_time(frames, n)  # [n, C, T, H, W]
+
+    def onnx_graph(self):
+        """ONNX export (kinema.models.onnx): z [batch, frames, Z] (+ labels) -> video."""
+        from kinema.models.onnx import OnnxGraph
+
+        return OnnxGraph(lambda z, labels=None: self({"z": z}, labels), {"z": torch.zeros(1, 2, self.z_dim)},
+                         {"z": {0: "batch", 1: "frames"}})
 
 
 class DCGANDiscriminator(nn.Module):

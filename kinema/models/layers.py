@@ -127,7 +127,7 @@ class CondBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         x = self.bn(x)
         if self.num_classes:
-            shape = (x.shape[0], x.shape[1]) + (1,) * self.dims  # [N, C, 1, ...] broadcasts over space
+            shape = (-1, x.shape[1]) + (1,) * self.dims  # [N, C, 1, ...] broadcasts over space (N free in ONNX)
             x = x * self.gain(labels).view(shape).to(x.dtype) + self.bias(labels).view(shape).to(x.dtype)
         return x
 
@@ -197,14 +197,13 @@ class SelfAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
         tokens = x.flatten(2)  # [B, C, N], N = T*H*W
         q, k, v = self.proj_in(tokens).split([self.qk, self.qk, self.v], dim=1)
         # SDPA wants [B, heads, N, d]; one head.
         att = F.scaled_dot_product_attention(q.transpose(1, 2).unsqueeze(1), k.transpose(1, 2).unsqueeze(1),
                                              v.transpose(1, 2).unsqueeze(1))  # [B, 1, N, v]
         out = self.proj_out(att.squeeze(1).transpose(1, 2))  # [B, C, N]
-        return x + self.gamma.to(x.dtype) * out.reshape(shape)
+        return x + self.gamma.to(x.dtype) * out.reshape_as(x)  # reshape_as: the batch stays free in ONNX
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,7 +273,7 @@ def unfold_time(frames: torch.Tensor, b: int) -> torch.Tensor:
     result is made contiguous so callers may ``.view`` it.
     """
     n, c, h, w = frames.shape
-    video = frames.reshape(b, n // b, c, h, w).transpose(1, 2)
+    video = frames.reshape(b, -1, c, h, w).transpose(1, 2)  # -1, not n // b: stays a free axis in ONNX
     if frames.is_contiguous(memory_format=torch.channels_last) and c > 1:
         return video
     return video.contiguous()

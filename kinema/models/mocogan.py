@@ -47,6 +47,26 @@ class MoCoGANGenerator(nn.Module):
         motion, _ = self.unroll(latents["motion"])  # [n, T, Zm]
         return self.render(latents["content"], motion, labels)
 
+    def advance(self, latents: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None = None,
+                labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Continue a video: frames for ``latents`` (content held, fresh motion noise) starting
+        from ``state`` ({"h": GRU state [1, n, Zm]}, None = the start) -> (video, next state).
+        Streams call this chunk after chunk; the chunks join exactly as one long unroll."""
+        motion, h = self.unroll(latents["motion"], None if state is None else state["h"])
+        return self.render(latents["content"], motion, labels), {"h": h}
+
+    def onnx_graph(self):
+        """ONNX export (kinema.models.onnx): content, motion, h (+ labels) -> video, h_next."""
+        from kinema.models.onnx import OnnxGraph
+
+        def step(content, motion, h, labels=None):
+            video, state = self.advance({"content": content, "motion": motion}, {"h": h}, labels)
+            return video, state["h"]
+
+        return OnnxGraph(step, {"content": torch.zeros(1, self.content_dim), "motion": torch.zeros(1, 2, self.noise_dim)},
+                         {"content": {0: "batch"}, "motion": {0: "batch", 1: "frames"}, "h": {1: "batch"}},
+                         state={"h": torch.zeros(1, 1, self.gru.hidden_size)})
+
     def unroll(self, noise: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Motion codes from noise [n, T, Ze], continuing from GRU state h [1, n, Zm] (None: start).
 
@@ -58,7 +78,7 @@ class MoCoGANGenerator(nn.Module):
         """Frames from content [n, Zc] held over motion codes [n, T, Zm] -> video [n, C, T, H, W]."""
         n, t = motion.shape[:2]
         z = torch.cat([content.to(motion.dtype).unsqueeze(1).expand(n, t, -1), motion], 2)  # [n, T, Zc+Zm]
-        frame_labels = labels.repeat_interleave(t) if self.num_classes else None  # [n*T]
+        frame_labels = labels[:, None].expand(n, t).reshape(-1) if self.num_classes else None  # [n*T], frame-major
         frames = self.net(z.reshape(n * t, -1), frame_labels)  # [n*T, C, H, W]
         return unfold_time(frames, n)  # [n, C, T, H, W]
 

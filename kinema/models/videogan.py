@@ -53,6 +53,13 @@ class VideoGANGenerator(nn.Module):
         x = F.relu(self.fc_norm(x, labels))  # [n, C0, t0, 4, 4]
         return self.trunk(x, labels)  # [n, C, T, H, W]
 
+    def onnx_graph(self):
+        """ONNX export (kinema.models.onnx): z [batch, ...] (+ labels) -> video."""
+        from kinema.models.onnx import OnnxGraph
+
+        return OnnxGraph(lambda z, labels=None: self({"z": z}, labels), {"z": torch.zeros(1, self.z_dim)},
+                         {"z": {0: "batch"}})
+
 
 class VideoGANDiscriminator(nn.Module):
     """video [B, C, T, H, W] (+ labels [B]) -> [logits [B]]."""

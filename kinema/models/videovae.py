@@ -98,6 +98,13 @@ class VideoVAEDecoder(nn.Module):
         x = F.relu(self.fc_norm(x, labels))
         return self.trunk(x, labels)  # [n, C, T, H, W]
 
+    def onnx_graph(self):
+        """ONNX export (kinema.models.onnx): z [batch, ...] (+ labels) -> video."""
+        from kinema.models.onnx import OnnxGraph
+
+        return OnnxGraph(lambda z, labels=None: self({"z": z}, labels), {"z": torch.zeros((1,) + self.latent_shape)},
+                         {"z": {0: "batch"}})
+
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """z = mu + sigma * eps with eps from the global torch RNG of mu's device (resumable)."""

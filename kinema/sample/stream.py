@@ -4,8 +4,9 @@ Memory is bounded by one chunk (plus the encoder's lookahead) whatever the total
 no frame is kept after it is written. How consecutive chunks stay continuous depends on what
 the generator is (``strategy`` in the returned statistics):
 
-* ``"recurrent"`` (mocogan): the content code is held for the whole stream and the motion GRU's
-  hidden state is carried from one chunk to the next, so the stream is one unbroken unroll:
+* ``"recurrent"`` (mocogan; any G with ``advance(latents, state, labels) -> (video, state)``):
+  the content code is held for the whole stream and the motion GRU's hidden state is carried
+  from one chunk to the next, so the stream is one unbroken unroll:
   identical to generating all frames at once (checked in the tests).
 * ``"walk"`` (dcgan, any frame-per-latent model): each frame comes from its own latent, so the
   stream is one endless smooth latent walk (anchors drawn lazily with the model's own walk rule
@@ -43,16 +44,17 @@ from kinema.models.latents import next_anchor, slerp
 # Frame sources: each yields float chunks [1, C, t, H, W] in [-1, 1], t <= chunk, forever.
 
 def _recurrent_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tensor]:
-    """MoCoGAN-style G (``unroll`` motion noise through a GRU, ``render`` frames): carry the GRU state."""
+    """Recurrent G (``advance(latents, state, labels) -> (video, state)``, e.g. MoCoGAN's motion
+    GRU): the content code is held, fresh motion noise drawn per chunk, the state carried."""
     first = G.make_latents(1, frames=chunk, generator=gen, device=device)
     content = first["content"] * psi                          # [1, Zc], held for the whole stream
     noise = first["motion"] * psi                             # [1, chunk, Ze]
-    h = None
+    state = None
     y = torch.tensor([label], device=device) if G.num_classes else None
     while True:
         with torch.no_grad():
-            motion, h = G.unroll(noise, h)                    # [1, t, Zm], h [1, 1, Zm]
-            yield G.render(content, motion, y)                # [1, C, t, H, W]
+            video, state = G.advance({"content": content, "motion": noise}, state, y)
+            yield video                                       # [1, C, t, H, W]
         noise = G.make_latents(1, frames=chunk, generator=gen, device=device)["motion"] * psi
 
 
@@ -113,7 +115,7 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
 
 def pick_strategy(G) -> str:
     """How chunks of this generator join (see the module doc): recurrent, walk or clips."""
-    if all(hasattr(G, a) for a in ("unroll", "render")):
+    if hasattr(G, "advance"):
         return "recurrent"
     if all(hasattr(G, a) for a in ("anchor_every", "walk_angle", "z_dim")):
         return "walk"
