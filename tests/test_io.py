@@ -270,8 +270,8 @@ def test_resample_fps():
     assert [int(f[0, 0, 0]) for f in resample_fps(iter(timed), 25)] == [0, 1, 2, 3, 4, 5]
     assert [int(f[0, 0, 0]) for f in resample_fps(iter(timed), 50)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     vfr = [(np.full((1, 1, 3), i, np.uint8), t) for i, t in enumerate([0.0, 0.1, 0.15, 0.4])]
-    # 0.25 s gap before the last frame: it is taken to last 0.25 s too.
-    assert [int(f[0, 0, 0]) for f in resample_fps(iter(vfr), 10)] == [0, 1, 2, 2, 3, 3, 3]
+    # The last frame lasts the median interval (0.1 s), not the 0.25 s gap before it.
+    assert [int(f[0, 0, 0]) for f in resample_fps(iter(vfr), 10)] == [0, 1, 2, 2, 3]
     assert [int(f[0, 0, 0]) for f in resample_fps(iter(timed), 12.5)] == [0, 2, 4]
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from kinema.cli import main as cli_main
 from kinema.data import open_archive, prepare, resolve_source
-from kinema.data.decode import clip_starts, resample_times
+from kinema.data.decode import clip_starts
+from kinema.io import read_video, resample_times
 from kinema.errors import KinemaError
 
 
@@ -94,9 +95,24 @@ def test_fps_resampling_picks_the_right_frames(tmp_path, video_factory, counter_
     up = prepare(tmp_path / "src", tmp_path / "up", resolution=16, frames=8, fps=60, workers=1)
     assert up.videos[0]["resampled_frames"] == 120
     assert [counter_index(f) for f in up.frames] == [i // 2 for i in range(120)]
-    # Variable frame rate: frames at 0, 0.1, 0.15, 0.4 s (last one shows 0.05 s); 20 fps targets.
+    # Variable frame rate: frames at 0, 0.1, 0.15, 0.4 s; 20 fps targets every 0.05 s show the frame
+    # on screen (sample and hold); the last frame lasts the median interval, 0.1 s.
     times = np.array([0.0, 0.1, 0.15, 0.4])
-    assert resample_times(times, 20, 0.45).tolist() == [0, 0, 1, 2, 2, 2, 3, 3, 3]  # ties: earlier frame
+    assert resample_times(times, 20).tolist() == [0, 0, 1, 2, 2, 2, 2, 2, 3, 3]
+    assert resample_times([0.0, 0.1, 0.1, 0.2], 10).tolist() == [0, 1, 3]  # a repeated timestamp is skipped
+
+
+def test_encode_and_prepare_pick_the_same_frames(tmp_path, video_factory, counter_index):
+    # 30 -> 9 fps: targets at 0, 3.33, 6.67, 10, ... source frames; sample and hold takes 0, 3, 6, 10
+    # (a nearest-frame rule would take 7 for the third), the same in `encode --fps` and `prepare --fps`.
+    src = video_factory("src/count.mp4", frames=60, size=(32, 32), fps=30, content="counter")
+    assert cli_main(["encode", str(src), str(tmp_path / "enc.mkv"), "--codec", "lossless", "--fps", "9"]) == 0
+    encoded = [counter_index(f) for f in read_video(tmp_path / "enc.mkv").frames]
+    archive = prepare(tmp_path / "src", tmp_path / "arch", resolution=16, frames=2, fps=9, workers=1)
+    prepared = [counter_index(f) for f in archive.frames]
+    expected = [int(k * 30 / 9 + 1e-6) for k in range(18)]
+    assert encoded == prepared == expected
+    assert resample_times(np.arange(60) / 30, 9).tolist() == expected
 
 
 def test_stride_and_max_clips_share_frames(tmp_path, video_factory, counter_index):

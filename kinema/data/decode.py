@@ -5,9 +5,10 @@ at archive resolution, so small), which keeps the parent's memory flat whatever 
 
 Steps for one video:
 1. ``probe`` (refuse unreadable files and absurd frame sizes before decoding anything);
-2. stream frames with their presentation times and resample to the target fps by timestamp:
-   target time ``t0 + k / fps`` takes the source frame whose time is nearest (ties go to the
-   earlier frame); this handles variable frame rate and up/down-sampling alike;
+2. stream frames with their presentation times and resample to the target fps by timestamp with
+   kinema's one retiming rule (``kinema.io.resample_fps``, sample and hold: target time
+   ``t0 + k / fps`` takes the source frame on screen then, the same frames ``kinema encode
+   --fps`` picks); this handles variable frame rate and up/down-sampling alike;
 3. resize each kept frame once: crop (scale to cover, crop centre or a seeded random offset)
    or pad (scale to fit, letterbox), antialiased (PIL's resampling filters widen their support
    when shrinking, i.e. area-like averaging);
@@ -24,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from kinema.errors import KinemaError
-from kinema.io import iter_frames, probe
+from kinema.io import iter_frames, probe, resample_fps
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,6 @@ def clip_starts(n: int, frames: int, stride: int, max_clips: int | None) -> np.n
         pick = np.unique(np.rint(np.linspace(0, len(starts) - 1, max_clips)).astype(np.int64))
         starts = starts[pick]
     return starts
-
-
-def resample_times(times: np.ndarray, fps: float, end: float) -> np.ndarray:
-    """For target times ``times[0] + k / fps`` before ``end``, the index of the nearest source frame.
-
-    ``times``: float64 ``[n]`` presentation times (increasing); ``end``: when the last frame stops
-    showing. Returns int64 ``[m]``. Used for clarity and tests; decoding does the same, streaming.
-    """
-    m = int(np.ceil((end - 1e-7 - times[0]) * fps))
-    target = times[0] + np.arange(max(m, 0)) / fps
-    mids = (times[1:] + times[:-1]) / 2  # a target past the midpoint of two frames takes the later
-    return np.searchsorted(mids + 1e-9, target, side="left").astype(np.int64)
 
 
 class _Fitter:
@@ -136,38 +125,25 @@ def decode_video(path: Path, name: str, s: DecodeSettings) -> dict:
 def _decode(path: Path, name: str, s: DecodeSettings) -> dict:
     info = probe(path, max_side=s.max_side)  # unreadable, audio-only, absurd sizes: refused here
     fit = _Fitter(s, name)
-    step = 1.0 / s.fps
-    out: list[np.ndarray] = []
     times: list[float] = []
-    prev = prev_fit = None
-    t0 = None
-    k = 0  # next target frame: time t0 + k * step
 
-    def emit_until(limit: float) -> None:
-        # Every target time up to ``limit`` shows ``prev``; resize it once however often it repeats.
-        nonlocal k, prev_fit
-        while t0 + k * step <= limit:
-            if prev_fit is None:
-                prev_fit = fit(prev)
-            out.append(prev_fit)
-            k += 1
+    def timed():
+        for frame, t in iter_frames(path, max_side=s.max_side, threads=s.threads):  # strict: truncation raises
+            times.append(float(t))
+            yield frame, t
 
-    for frame, t in iter_frames(path, max_side=s.max_side, threads=s.threads):  # strict: truncation raises
-        t = float(t)
-        if t0 is None:
-            t0 = t
-        elif t <= times[-1]:  # repeated or backwards timestamp: keep the first frame of that time
-            continue
-        if prev is not None:
-            emit_until((times[-1] + t) / 2 + 1e-9)
-        prev, prev_fit = frame, None
-        times.append(t)
-    if prev is None:
+    out: list[np.ndarray] = []
+    src = fitted = None
+    for frame in resample_fps(timed(), s.fps):
+        if frame is not src:  # a held frame repeats as the same object: resize it once
+            src, fitted = frame, fit(frame)
+        out.append(fitted)
+    if not times:
         raise KinemaError(f"{name}: no decodable video frames")
+    times = np.unique(times)  # resample_fps skips frames whose timestamp does not advance
     intervals = np.diff(times)
-    # The last frame shows for one typical frame interval (or 1 / nominal fps for a 1-frame file).
-    last = float(np.median(intervals)) if len(intervals) else 1.0 / (info.fps or s.fps)
-    emit_until(times[-1] + last - 1e-7)  # targets strictly before the last frame stops showing
+    # For the report: the last frame shows for one typical frame interval (as resample_fps takes it).
+    last = float(np.median(intervals)) if len(intervals) else 1.0 / s.fps
     n_src = len(times)
     duration = times[-1] + last - times[0]
     if len(out) < s.frames:

@@ -11,10 +11,11 @@ float ``[B, C, T, H, W]`` in [-1, 1].
 
 from kinema.io.convert import from_uint8, to_uint8
 from kinema.io.grid import tile, write_grid_png, write_grid_video
-from kinema.io.video import Video, VideoInfo, iter_frames, list_frame_files, probe, read_video, resample_fps
+from kinema.io.video import (Video, VideoInfo, iter_frames, list_frame_files, probe, read_video, resample_fps,
+                             resample_times)
 from kinema.io.write import CODECS, VideoWriter, write_video
 
 __all__ = [
     "CODECS", "Video", "VideoInfo", "VideoWriter", "from_uint8", "iter_frames", "list_frame_files", "probe",
-    "read_video", "resample_fps", "tile", "to_uint8", "write_grid_png", "write_grid_video", "write_video",
+    "read_video", "resample_fps", "resample_times", "tile", "to_uint8", "write_grid_png", "write_grid_video", "write_video",
 ]

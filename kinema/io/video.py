@@ -322,28 +322,43 @@ def read_video(path: str | os.PathLike, start: int = 0, num_frames: int | None =
     return Video(arr, info.fps, state["truncated"])
 
 
-def resample_fps(frames: Iterator[tuple[np.ndarray, float]], fps: float) -> Iterator[np.ndarray]:
+def resample_fps(frames: Iterator[tuple[object, float]], fps: float) -> Iterator[object]:
     """Turn timed frames (as from ``iter_frames``) into a constant-rate stream at ``fps``.
 
-    Output frame k (at time k / fps after the first input frame) is the input frame on screen
-    then, i.e. the last one that started at or before it: frames are repeated or dropped, never
-    blended. The output lasts as long as the input, whose last frame is taken to last as long as
-    the gap before it. A constant-rate input at the same rate passes through unchanged.
-    Streaming: holds one frame.
+    The one retiming rule of kinema (``kinema encode --fps`` and ``kinema prepare --fps`` both use
+    it): **sample and hold**. Output frame k, at time k / fps after the first input frame, is the
+    input frame on screen then, i.e. the last one that started at or before it; frames are
+    repeated or dropped, never blended. It is what a player shows at that instant and needs no
+    look-ahead, so a stream is resampled as it arrives. A frame whose timestamp does not advance
+    past the previous one's is skipped. The last frame is taken to last one typical (median)
+    frame interval, or 1 / fps for a single frame, and output frames are produced for every time
+    before it stops showing. A constant-rate input at the same rate passes through unchanged.
+
+    The frames themselves are passed through untouched (any object): a repeated frame is the same
+    object again, so a consumer can process each source frame once. Holds one frame.
     """
     eps = 1e-6  # timestamps are rounded to the stream time base; a microsecond absorbs that
-    k, t0, prev, prev_t, last_gap = 0, None, None, None, None
+    k, t0, prev, prev_t, gaps = 0, None, None, None, []
     for frame, t in frames:
+        t = float(t)
         t0 = t if t0 is None else t0
         t -= t0
         if prev is not None:
+            if t <= prev_t:
+                continue
             while k / fps < t - eps:  # output slots that start before this frame appears
                 yield prev
                 k += 1
-            last_gap = t - prev_t
+            gaps.append(t - prev_t)
         prev, prev_t = frame, t
     if prev is not None:
-        end = prev_t + (last_gap if last_gap else 1.0 / fps)
+        end = prev_t + (float(np.median(gaps)) if gaps else 1.0 / fps)
         while k / fps < end - eps:
             yield prev
             k += 1
+
+
+def resample_times(times, fps: float) -> np.ndarray:
+    """``resample_fps`` on timestamps alone: for each output frame, the index of the source frame
+    it shows (int64 ``[m]``); ``times`` are the source frames' presentation times in seconds."""
+    return np.fromiter(resample_fps(((i, t) for i, t in enumerate(times)), fps), dtype=np.int64)
