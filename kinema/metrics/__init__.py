@@ -7,7 +7,8 @@
   files found by ``weights``;
 - ``protocols`` (fvd2048_16f, ...), ``sources`` (archive, video folder, export), ``cache``
   (real statistics by content hash), ``evaluate`` (run + jsonl + table), ``proxy`` (cheap FVD
-  during training), ``digits`` (classifier-based scores for the built-in datasets).
+  during training), ``digits`` (classifier-based scores for the built-in datasets), ``motion``
+  (generated vs real motion: object speed, travel, bounces, identity; a motion distance for any footage).
 """
 
 from kinema.metrics.evaluate import evaluate
