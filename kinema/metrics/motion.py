@@ -544,7 +544,8 @@ def score_generator(G, dataset: str, num: int = 64, frames: int = 16, truncation
             speed = lambda v: float(generic_motion(v)["displacement"].mean())  # noqa: E731
             static = float(generic_motion(long_fake)["static"].mean())
         values["speed_ratio_64"] = _ratio(speed(long_fake), speed(long_real))
-        values["tail_ratio"] = _ratio(speed(long_fake[:, -16:]), speed(long_fake[:, :16]))
+        head = speed(long_fake[:, :16])  # a clip frozen from the start has no tail to compare: nan
+        values["tail_ratio"] = speed(long_fake[:, -16:]) / head if head > 0 else math.nan
         values["static_frac_64"] = static
         out["extension_frames"] = extension_frames
     return out
