@@ -175,3 +175,19 @@ def test_training_log_has_motion_at_snapshots(tmp_path, one_thread):
     from kinema.metrics.motion import TrainingProbe
     assert TrainingProbe.for_run(str(tmp_path), 32, 1, object(), 8) is None
     assert TrainingProbe.for_run("builtin:moving_digits", 32, 1, object(), 0) is None
+
+
+def test_score_generator_lengths_and_extension(one_thread):
+    from kinema.models import build
+
+    torch.manual_seed(0)
+    fixed = build("videogan", resolution=32, frames=4, channels=1, width=8).G.eval()
+    got = M.score_generator(fixed, "moving_digits", num=8, frames=16, classifier=False)
+    assert got["frames"] == 4 and "tail_ratio" not in got["values"]  # cannot extend: its own length
+    assert got["report"]["num_fake"] == got["report"]["num_real"] == 8
+    walk = build("dcgan", resolution=32, frames=4, channels=1, width=8).G.eval()
+    got = M.score_generator(walk, "moving_digits", num=8, frames=16, extension_frames=32, classifier=False)
+    v = got["values"]
+    assert got["frames"] == 16 and got["extension_frames"] == 32
+    assert {"speed_ratio_64", "tail_ratio", "static_frac_64"} <= set(v) and 0 <= v["static_frac_64"] <= 1
+    assert v["real_speed"] > 0.04 and v["speed"] == pytest.approx(v["speed_ratio"] * v["real_speed"])
