@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from kinema.data import AugmentConfig, ClipLoader, prepare
-from kinema.data.prepare import default_workers
+from kinema.devices import usable_cores
 from kinema.io import from_uint8, read_video
 
 
@@ -92,7 +92,7 @@ def bench_prepare(tmp: Path, count: int, frames: int) -> None:
                     frame.to_ndarray(format="rgb24")
     base_wall, base_cpu = c.rates(total)
     print(f"prepare  baseline PyAV decode loop, 1 thread: {base_wall:6.0f} frames/s wall, {base_cpu:6.0f} per CPU-s")
-    cores = default_workers()
+    cores = usable_cores()
     for workers in sorted({1, cores}):
         with Clock() as c:
             arch = prepare(src, tmp / f"arch-{workers}", resolution=64, frames=16, workers=workers, verbose=False)
@@ -104,7 +104,7 @@ def bench_prepare(tmp: Path, count: int, frames: int) -> None:
 
 def bench_loader(tmp: Path, clips: int, seconds: float) -> None:
     arch = prepare("builtin:bouncing_shapes", tmp / "shapes64", resolution=64, frames=16, num_videos=clips,
-                   workers=default_workers(), verbose=False)
+                   workers=usable_cores(), verbose=False)
     # Baseline: decode every clip from its own file (what a loader without an archive does).
     src = tmp / "src64"
     src.mkdir()
@@ -158,7 +158,7 @@ def main() -> None:
     # compare, and idle intra-op threads do not spin against the other jobs on a shared machine.
     torch.set_num_threads(1)
     print(f"python {sys.version.split()[0]}, torch {torch.__version__}, PyAV {av.__version__}, "
-          f"usable cores {default_workers()}, load average {os.getloadavg()[0]:.1f}")
+          f"usable cores {usable_cores()}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bench_prepare(tmp, count=4 if args.quick else 12, frames=120 if args.quick else 240)

@@ -85,7 +85,7 @@ def main() -> int:
     from kinema.metrics.motion import MotionReference, builtin_dataset_of, real_clips, score_generator, summary
     from kinema.models import load_generator
     from kinema.train import latest_export
-    from kinema.train.demo import available_cores
+    from kinema.devices import available_cores
 
     torch.set_num_threads(available_cores())
     demo_seconds = None

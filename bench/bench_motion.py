@@ -95,7 +95,7 @@ def main() -> int:
 
     import torch
 
-    from kinema.train.demo import available_cores
+    from kinema.devices import available_cores
 
     torch.set_num_threads(args.threads or available_cores())
     if args.check:

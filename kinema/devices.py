@@ -1,4 +1,5 @@
-"""Host-to-device copies that never make the host wait.
+"""Devices and cores: host-to-device copies that never make the host wait, and how many CPU
+cores this process should use.
 
 A plain ``tensor.to("cuda")`` or ``torch.as_tensor(array, device="cuda")`` copies from pageable
 memory and blocks until the GPU has caught up: once per training step, that stall is enough to
@@ -7,6 +8,8 @@ starve a fast GPU. Small per-step tensors (latents, labels, augmentation paramet
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
@@ -43,3 +46,23 @@ def check_device(name: str | None) -> None:
         backend = getattr(torch, dev.type, None)
         if backend is None or not getattr(backend, "is_available", lambda: False)():
             raise KinemaError(f"--device {name}: not available in this torch build; use --device cpu")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (respects taskset / cgroup affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def available_cores() -> int:
+    """``usable_cores()`` minus the load other programs put on them (at least 1).
+
+    Why not simply all of them: on a busy machine, torch's OpenMP threads wait for each other at
+    every parallel region, and a thread that the OS parks behind another program stalls the rest.
+    On 2 cores kept busy by other programs, one thread trained several times faster than two.
+    """
+    cores = usable_cores()
+    busy = int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 0
+    return max(1, min(cores, cores - busy))

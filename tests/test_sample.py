@@ -377,3 +377,19 @@ def test_a_run_folder_means_its_newest_export(tmp_path):
     empty.mkdir()
     with pytest.raises(KinemaError, match="no export"):
         find_export(empty)
+
+
+def test_generators_declare_how_they_stream():
+    from kinema.models import MODELS, build
+    from kinema.sample.stream import pick_strategy
+
+    expected = {"dcgan": "walk", "mocogan": "recurrent", "videogan": "clips", "videovae": "clips"}
+    for name in MODELS:
+        G = build(name, resolution=32, frames=4, channels=1, width=4).G
+        assert pick_strategy(G) == G.streaming == expected.get(name, G.streaming)
+    assert pick_strategy(torch.nn.Identity()) == "clips"   # declares nothing: fixed-length clips
+
+    class Teleporting(torch.nn.Identity):
+        streaming = "teleport"
+    with pytest.raises(KinemaError, match="unknown streaming strategy 'teleport'"):
+        pick_strategy(Teleporting())

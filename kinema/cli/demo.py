@@ -28,7 +28,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import torch
 
-    from kinema.train.demo import available_cores, run_demo
+    from kinema.devices import available_cores
+    from kinema.train.demo import run_demo
 
     torch.set_num_threads(args.threads or available_cores())
     run_demo(minutes=args.minutes, out=args.out, seed=args.seed, model=args.model, progress=not args.no_progress,

@@ -18,7 +18,6 @@ import collections
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from kinema.data import builtin as bi
 from kinema.data.archive import Archive, ArchiveWriter, open_archive
 from kinema.data.decode import DecodeSettings, decode_video
+from kinema.devices import usable_cores
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_dir, refuse_existing
 from kinema.io.video import IMAGE_EXTS
@@ -36,14 +36,6 @@ from kinema.io.video import IMAGE_EXTS
 VIDEO_EXTS = {".mp4", ".m4v", ".avi", ".mkv", ".mov", ".webm", ".gif", ".mpg", ".mpeg", ".wmv", ".flv",
               ".3gp", ".ts", ".mts", ".ogv"}
 BUILTIN_FPS = 8.0
-
-
-def default_workers() -> int:
-    """The cores this process may run on (respects taskset / cgroup affinity)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _is_frame_folder(folder: Path) -> bool:
@@ -170,7 +162,7 @@ def prepare(src, out, resolution=64, frames: int = 16, fps: float | None = None,
     """
     res = (int(resolution), int(resolution)) if np.isscalar(resolution) else tuple(int(r) for r in resolution)
     stride = frames if stride is None else int(stride)
-    workers = default_workers() if workers is None else max(1, int(workers))
+    workers = usable_cores() if workers is None else max(1, int(workers))
     for ok, what in ((8 <= min(res) and max(res) <= MAX_RESOLUTION, f"resolution {res} (8 to {MAX_RESOLUTION})"), (frames >= 1, f"frames {frames}"),
                      (stride >= 1, f"stride {stride}"), (fps is None or fps > 0, f"fps {fps}"),
                      (crop in ("center", "random"), f"crop {crop!r} (center|random)"),

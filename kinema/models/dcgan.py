@@ -46,6 +46,7 @@ class DCGANGenerator(nn.Module):
     """latents {"z": [n, T, Z]} (+ labels [n]) -> video [n, C, T, H, W] in [-1, 1]."""
 
     can_extend = True
+    streaming = "walk"          # kinema.sample.stream: one endless latent walk
 
     def __init__(self, resolution: int, frames: int, channels: int, num_classes: int, width: int,
                  z_dim: int, upsample: str, anchor_every: int, walk_angle: float):

@@ -25,6 +25,7 @@ class MoCoGANGenerator(nn.Module):
     """latents {"content": [n, Zc], "motion": [n, T, Ze]} (+ labels [n]) -> video [n, C, T, H, W]."""
 
     can_extend = True
+    streaming = "recurrent"     # kinema.sample.stream: the GRU state carried chunk to chunk (advance)
 
     def __init__(self, resolution: int, frames: int, channels: int, num_classes: int, width: int,
                  content_dim: int, motion_dim: int, noise_dim: int, upsample: str):

@@ -209,8 +209,8 @@ class OnnxGenerator:
         except (KinemaError, TypeError, KeyError) as err:
             raise KinemaError(f"{path}: bad model options in the metadata ({err})") from None
         self._skeleton = skeleton
-        for attr in ("resolution", "frames", "channels", "num_classes", "can_extend", "z_dim", "anchor_every",
-                     "walk_angle"):
+        for attr in ("resolution", "frames", "channels", "num_classes", "can_extend", "streaming", "z_dim",
+                     "anchor_every", "walk_angle"):
             if hasattr(skeleton, attr):
                 setattr(self, attr, getattr(skeleton, attr))
         self.latent_names, self.state_shapes = list(meta["latents"]), dict(meta["state"])

@@ -25,6 +25,7 @@ class VideoGANGenerator(nn.Module):
     """latents {"z": [n, Z]} (+ labels [n]) -> video [n, C, T, H, W] in [-1, 1]."""
 
     can_extend = False
+    streaming = "clips"         # kinema.sample.stream: drifting clips, cross-faded
 
     def __init__(self, resolution: int, frames: int, channels: int, num_classes: int, width: int, z_dim: int,
                  upsample: str, attention_res: int):

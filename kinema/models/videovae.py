@@ -60,6 +60,7 @@ class VideoVAEDecoder(nn.Module):
     """latents {"z": [n, Z] or [n, Zc, t', g, g]} (+ labels [n]) -> video [n, C, T, H, W] in [-1, 1]."""
 
     can_extend = False
+    streaming = "clips"         # kinema.sample.stream: drifting clips, cross-faded
 
     def __init__(self, resolution: int, frames: int, channels: int, num_classes: int, width: int, latent: str,
                  z_dim: int, grid_res: int, upsample: str):

@@ -4,7 +4,10 @@ Memory is bounded by one chunk (plus the encoder's lookahead) whatever the total
 no frame is kept after it is written. How consecutive chunks stay continuous depends on what
 the generator is (``strategy`` in the returned statistics):
 
-* ``"recurrent"`` (mocogan; any G with ``advance(latents, state, labels) -> (video, state)``):
+Each generator class declares which one it supports in its ``streaming`` attribute (a generator
+that declares none makes fixed-length clips):
+
+* ``"recurrent"`` (mocogan; needs ``advance(latents, state, labels) -> (video, state)``):
   the content code is held for the whole stream and the motion GRU's hidden state is carried
   from one chunk to the next, so the stream is one unbroken unroll:
   identical to generating all frames at once (checked in the tests).
@@ -19,7 +22,8 @@ the generator is (``strategy`` in the returned statistics):
 Sinks: a file (any codec of :mod:`kinema.io`, written atomically on close), or a byte stream
 (``"-"`` = stdout, or a binary file object) carrying MPEG-TS (pipe-able into ffplay/ffmpeg/VLC)
 or raw rgb24 frames. Encoding can run on a background thread so the generator and the encoder
-overlap (the generator then waits only when the encoder is the slower of the two).
+overlap (the generator then waits only when the encoder is the slower of the two). Every sink
+has ``write(frames)``, ``close()`` and ``abort()`` (stop without a result).
 """
 
 from __future__ import annotations
@@ -113,13 +117,15 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
         yield torch.cat(out, 2)
 
 
+STRATEGIES = ("recurrent", "walk", "clips")
+
+
 def pick_strategy(G) -> str:
-    """How chunks of this generator join (see the module doc): recurrent, walk or clips."""
-    if hasattr(G, "advance"):
-        return "recurrent"
-    if all(hasattr(G, a) for a in ("anchor_every", "walk_angle", "z_dim")):
-        return "walk"
-    return "clips"
+    """How chunks of this generator join (see the module doc), as its class declares it."""
+    strategy = getattr(G, "streaming", "clips")
+    if strategy not in STRATEGIES:
+        raise KinemaError(f"{model_name(G)}: unknown streaming strategy {strategy!r} ({', '.join(STRATEGIES)})")
+    return strategy
 
 
 def frame_chunks(G, frames: int, seed: int = 0, chunk: int = 16, class_=None, truncation: float = 1.0,
@@ -176,6 +182,10 @@ class RawSink:
     def close(self) -> None:
         self.f.flush()
 
+    def abort(self) -> None:
+        """Stop: frames already sent down the pipe cannot be taken back, so only flush them."""
+        self.f.flush()
+
 
 class ThreadedSink:
     """Runs another sink's ``write`` on a background thread behind a queue of ``depth`` chunks,
@@ -205,6 +215,12 @@ class ThreadedSink:
         if self.error is not None:
             raise self.error
         self.sink.close()
+
+    def abort(self) -> None:
+        """Stop the encoder thread (queued chunks are still written), then abort the inner sink."""
+        self.q.put(None)
+        self.thread.join()
+        self.sink.abort()
 
 
 def open_sink(out, fps: float, codec: str = "h264", fmt: str | None = None, crf: int | None = None,
@@ -264,7 +280,7 @@ def stream(G, out, frames: int, seed: int = 0, fps: float = 16.0, chunk: int = 1
         if ok:
             sink.close()
         else:
-            _abort(sink)
+            sink.abort()    # drop a half-written output: a file's temporary is never renamed
     seconds = time.perf_counter() - t0
     gen_fps = done / seconds if seconds > 0 else float("inf")
     return {"frames": done, "seconds": seconds, "generated_fps": gen_fps, "target_fps": float(fps),
@@ -275,14 +291,3 @@ def _chain(first, rest):
     yield first
     yield from rest
 
-
-def _abort(sink) -> None:
-    """Drop a half-written output: a file writer discards its temporary (never renamed)."""
-    inner = getattr(sink, "sink", sink)
-    if isinstance(sink, ThreadedSink):
-        sink.q.put(None)
-        sink.thread.join()
-    for name in ("abort", "discard", "cancel"):
-        if hasattr(inner, name):
-            getattr(inner, name)()
-            return

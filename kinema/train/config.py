@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 
 from kinema.errors import KinemaError
 from kinema.models import MODELS
+from kinema.models.layers import COMMON_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,6 @@ class TrainConfig:
             (self.optim.d_steps >= 1, "d_steps: must be >= 1"),
             (self.log.keep >= 1, "keep: must be >= 1"),
             (self.log.motion_clips >= 0, "motion_clips: must be >= 0 (0 = no motion measures at snapshots)"),
-            (self.data.resolution in (32, 64, 128, 256), "resolution: must be 32, 64, 128 or 256"),
-            (4 <= self.data.frames <= 32, "frames: must be between 4 and 32"),
             (self.runtime.device in ("auto", "cpu", "cuda") or self.runtime.device.startswith("cuda:"),
              f"device: unknown device {self.runtime.device!r}"),
             (self.runtime.precision in ("auto", "bf16", "fp32"),
@@ -155,6 +154,12 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise KinemaError(message)
+        # Clip shape: the models' own bounds (kinema.models.layers), checked before any data is prepared.
+        for key in ("resolution", "frames"):
+            value = getattr(self.data, key)
+            problem = COMMON_OPTIONS[key].problem(value)
+            if problem:
+                raise KinemaError(f"{key}: {problem}, got {value!r}")
         return self
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -50,18 +49,6 @@ class DemoResult:
     kimg: float
     seconds: float
     train_seconds: float
-
-
-def available_cores() -> int:
-    """Cores this process may use (affinity-aware) minus the load other programs put on them.
-
-    Why not simply all of them: on a busy machine, torch's OpenMP threads wait for each other at
-    every parallel region, and a thread that the OS parks behind another program stalls the rest.
-    On 2 cores kept busy by other programs, one thread trained several times faster than two.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 0
-    return max(1, min(cores, cores - busy))
 
 
 def clear_run_folder(out: Path, force: bool = False) -> None:
