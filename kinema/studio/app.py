@@ -27,7 +27,7 @@ import numpy as np
 
 from kinema import __version__
 from kinema.errors import KinemaError
-from kinema.studio.jobs import Job, JobQueue, QueueFull
+from kinema.studio.jobs import Job, JobNotFound, JobQueue, QueueFull
 from kinema.studio.paths import PathRefused, confine, confine_any, relative_to_root
 from kinema.studio import runs as runs_mod
 from kinema.studio.trainer import Busy, Trainer
@@ -36,6 +36,14 @@ PAGE = Path(__file__).with_name("page.html")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 JOB_FILES = re.compile(r"^[a-z0-9_-]{1,40}\.(mp4|gif|png)$")
 EDIT_OPS = ("trim", "speed", "reverse", "fade", "upscale")
+
+
+class _TooLarge(KinemaError):
+    """An upload over the size cap (HTTP 413)."""
+
+
+class NotFound(KinemaError):
+    """A run, export, file or job file that is not there (HTTP 404)."""
 
 
 @dataclass(frozen=True)
@@ -124,14 +132,17 @@ class Studio:
         return confine(self.runs_dir, rel, what)
 
     def export_path(self, rel: str, what: str = "export") -> Path:
-        """An export under RUNS_DIR: its .safetensors/.json or a run folder (its newest export)."""
+        """An export under RUNS_DIR: its .safetensors/.json or a run folder (its newest export).
+        Both files must lie inside RUNS_DIR once symlinks are resolved."""
         from kinema.models.export import find_export
 
         p = self.run_path(rel, what)
         if not p.exists():
-            raise KinemaError(f"{what} {rel!r}: not found under the runs folder")
+            raise NotFound(f"{what} {rel!r}: not found under the runs folder")
         weights = find_export(p)
-        confine(self.runs_dir, relative_to_root(self.runs_dir, weights.parent) + "/" + weights.name, what)
+        for f in (weights, weights.with_suffix(".json")):
+            if self.runs_dir not in Path(os.path.realpath(f)).parents:
+                raise PathRefused(f"{what} {rel!r}: refused ({f.name} leads outside the runs folder)")
         return weights
 
     def check_export(self, rel: str, what: str = "export") -> tuple[Path, dict]:
@@ -174,7 +185,7 @@ class Studio:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def _frames_budget(self, n: int, frames: int, res: int, channels: int = 3) -> None:
+    def _frames_budget(self, n: int, frames: int, res: int) -> None:
         pixels = n * frames * res * res
         if pixels > self.limits.max_pixels:
             raise KinemaError(f"request too large: {n} videos x {frames} frames x {res}x{res} = {pixels} pixels "
@@ -199,9 +210,10 @@ class Studio:
                     fps=_num(params, "fps", float, None, 0.1, 240.0))
 
     def submit_generate(self, params: dict) -> Job:
+        from kinema.sample.seeds import format_seeds
+
         path, config = self.check_export(params.get("export", ""))
         p = self._gen_params(params, config, self.limits.max_seeds)
-        from kinema.sample.seeds import format_seeds
         label = format_seeds(p["seeds"]) if p["seeds"] == sorted(p["seeds"]) else ",".join(map(str, p["seeds"]))
         return self.queue.submit("generate", f"{relative_to_root(self.runs_dir, path)} seeds {label}",
                                  lambda job: self._generate(job, path, p))
@@ -432,15 +444,13 @@ class Studio:
         return info
 
 
-class _TooLarge(KinemaError):
-    pass
-
-
 def _status_of(err: Exception) -> int:
     if isinstance(err, PathRefused):
         return 403
     if isinstance(err, _TooLarge):
         return 413
+    if isinstance(err, (NotFound, JobNotFound)):
+        return 404
     if isinstance(err, QueueFull):
         return 429
     if isinstance(err, Busy):
@@ -487,17 +497,20 @@ def create_app(studio: Studio):
                 "models": list(MODELS), "presets": list(PRESETS), "builtins": [f"builtin:{b}" for b in BUILTINS],
                 "archives": studio.archives(), "data_roots": [str(r) for r in studio.data_roots],
                 "exports": runs_mod.list_export_files(studio.runs_dir), "protocols": list(PROTOCOLS),
+                "runs_with_exports": [relative_to_root(studio.runs_dir, f) for f in runs_mod.find_runs(studio.runs_dir)
+                                      if runs_mod.list_exports(f)],
                 "edit_ops": list(EDIT_OPS), "device": studio.device}
 
     @app.get("/api/runs")
     def runs():
+        studio.trainer.running()     # reaps a finished training process, so its pid reads as gone
         items = [runs_mod.summary(studio.runs_dir, f) for f in runs_mod.find_runs(studio.runs_dir)]
         return {"runs": sorted(items, key=lambda r: -r["mtime"])}
 
     def run_folder(name: str) -> Path:
         folder = studio.run_path(name, "run")
         if not runs_mod.is_run(folder):
-            raise KinemaError(f"run {name!r}: not a run folder under the runs folder")
+            raise NotFound(f"run {name!r}: not a run folder under the runs folder")
         return folder
 
     @app.get("/api/run")
@@ -512,7 +525,7 @@ def create_app(studio: Studio):
     def file(path: str):
         p = studio.run_path(path, "file")
         if not p.is_file():
-            raise KinemaError(f"file {path!r}: not found under the runs folder")
+            raise NotFound(f"file {path!r}: not found under the runs folder")
         return FileResponse(p)
 
     @app.post("/api/generate")
@@ -559,7 +572,7 @@ def create_app(studio: Studio):
     def job_file(job_id: str, name: str, download: int = 0):
         j = studio.queue.get(job_id)
         if not JOB_FILES.match(name) or not j.result or name not in j.result.get("files", []):
-            raise KinemaError(f"job {job_id}: has no file {name!r}")
+            raise NotFound(f"job {job_id}: has no file {name!r}")
         return FileResponse(j.folder / name, filename=f"kinema-{j.kind}-{j.id}-{name}" if download else None)
 
     @app.get("/api/queue")

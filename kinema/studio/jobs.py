@@ -26,6 +26,10 @@ class QueueFull(KinemaError):
     """More jobs are waiting than the studio accepts."""
 
 
+class JobNotFound(KinemaError):
+    """No job of that id (never made, or its results were pruned)."""
+
+
 @dataclass
 class Job:
     id: str
@@ -92,7 +96,7 @@ class JobQueue:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(str(job_id))
         if job is None:
-            raise KinemaError(f"job {job_id}: unknown or expired (only the newest {self.keep} results are kept)")
+            raise JobNotFound(f"job {job_id}: unknown or expired (only the newest {self.keep} results are kept)")
         return job
 
     def position(self, job: Job) -> int:

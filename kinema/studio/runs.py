@@ -118,7 +118,7 @@ def summary(root: Path, folder: Path) -> dict:
     kimg = last[0].get("kimg")
     if kimg is None and export_cfg:
         kimg = (export_cfg.get("meta") or {}).get("kimg")
-    metrics = {k: v for k, v in last[0].items() if k.startswith(("loss/", "metric/", "fvd", "kvd", "diversity"))}
+    metrics = {k: v for k, v in last[0].items() if k.startswith(("loss/", "diversity", "motion/motion_distance"))}
     return {"name": relative_to_root(root, folder), "model": model, "data": data, "kimg": kimg,
             "metrics": metrics, "state": state_of(folder), "exports": [relative_to_root(root, p) for _, p in exports],
             "states": len(list_states(folder)), "mtime": folder.stat().st_mtime}
