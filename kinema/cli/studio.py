@@ -12,6 +12,17 @@ through it. Needs the studio extra: pip install "kinema[studio]"."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _ranges():
+    from kinema.cli._args import Range
+
+    return {"port": Range(int, 1, 65535), "threads": Range(int, 1, 1024), "max_seeds": Range(int, 1, 100_000),
+            "max_frames": Range(int, 1, 100_000), "max_resolution": Range(int, 8, 8192),
+            "max_queue": Range(int, 1, 100_000), "max_upload_mb": Range(float, 0, 1_000_000, lo_open=True)}
+
+
+RANGES = _ranges()   # kinema.cli._args
+
+
 def add_arguments(p) -> None:
     from kinema.studio.app import Limits
 
@@ -47,8 +58,6 @@ def run(args) -> int:
     if args.host not in LOOPBACK and not args.expose:
         raise KinemaError(f"--host {args.host}: not a loopback address; add --expose to serve on it "
                           "(the studio has no login: anyone who reaches it can read your runs and use your machine)")
-    if not 0 < args.port < 65536:
-        raise KinemaError(f"--port must be in 1..65535, got {args.port}")
     from kinema.sample.api import check_device
     from kinema.studio.app import Limits, Studio, serve
 
