@@ -28,11 +28,11 @@ import torch
 
 from kinema.data.builtin import make_builtin_video
 from kinema.edit import interpolate_frames
-from kinema.edit.style import VGG19Features, flicker_ratio, load_vgg19, look_transfer, neural_style
+from kinema.edit.style import flicker_ratio, load_vgg19, look_transfer, neural_style
 from kinema.io import read_video, write_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import make_frames  # noqa: E402  (the test suite's fixture content)
+from conftest import make_frames, random_vgg  # noqa: E402  (the test suite's fixture content and weights)
 
 
 def psnr(x, y) -> float:
@@ -80,16 +80,6 @@ def interpolation_table(size: int, frames: int) -> dict:
         rows[name] = (psnr(b, truth), psnr(m, truth))
         print(f"{name:24s} {rows[name][0]:7.2f} {rows[name][1]:7.2f} {rows[name][1] - rows[name][0]:+6.2f} {ms:9.0f}")
     return rows
-
-
-def random_vgg() -> VGG19Features:
-    torch.manual_seed(0)
-    net = VGG19Features()
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight)
-            torch.nn.init.normal_(m.bias, 0.0, 0.01)
-    return net.eval()
 
 
 def style_reference(size: int) -> np.ndarray:

@@ -337,3 +337,19 @@ def drift(a: dict, b: dict, start: dict) -> float:
     moved = math.sqrt(sum(float(((a[k] - start[k]) ** 2).sum()) for k in a))
     apart = math.sqrt(sum(float(((a[k] - b[k]) ** 2).sum()) for k in a))
     return apart / moved
+
+
+def random_vgg(seed: int = 0):
+    """kinema's VGG-19 feature network with seeded He-initialised weights (no download): for
+    checking the style path's plumbing and speed, not its looks."""
+    import torch
+
+    from kinema.edit.style import VGG19Features
+
+    torch.manual_seed(seed)
+    net = VGG19Features()
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight)
+            torch.nn.init.normal_(m.bias, 0.0, 0.01)
+    return net.eval()

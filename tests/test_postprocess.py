@@ -13,6 +13,8 @@ from kinema.edit.style import VGG19Features, flicker_ratio, load_vgg19, look_tra
 from kinema.errors import KinemaError
 from kinema.io import read_video, write_video
 
+from conftest import random_vgg
+
 
 def psnr(x, y) -> float:
     mse = np.mean((x.astype(np.float64) - y.astype(np.float64)) ** 2)
@@ -140,13 +142,7 @@ def test_cli_style_look_and_bad_reference(tmp_path, video_factory, capsys):
 
 @pytest.fixture(scope="module")
 def vgg_file(tmp_path_factory):
-    torch.manual_seed(0)
-    net = VGG19Features()
-    for m in net.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight)
-            torch.nn.init.normal_(m.bias, 0.0, 0.01)
-    state = dict(net.state_dict())
+    state = dict(random_vgg().state_dict())
     state["classifier.6.bias"] = torch.zeros(1000)           # the published file has a classifier too
     path = tmp_path_factory.mktemp("vgg") / "vgg19-dcbb9e9d.pth"
     torch.save(state, path)

@@ -47,6 +47,13 @@ def check_common(model: str, resolution: int, frames: int, channels: int, num_cl
                                       num_classes=num_classes, width=width, upsample=upsample))
 
 
+def check_length(model: str, frames: int, asked: int | None) -> None:
+    """A generator that bakes its clip length into its layers (``can_extend`` False) refuses any
+    other length, with a one-line KinemaError."""
+    if asked not in (None, frames):
+        raise KinemaError(f"{model} generates exactly {frames} frames (can_extend is False), asked for {asked}")
+
+
 def levels(resolution: int, start: int = 4) -> int:
     """Number of x2 steps between ``start`` and ``resolution`` (both powers of two)."""
     return int(round(math.log2(resolution // start)))

@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kinema.errors import KinemaError
-from kinema.models.layers import COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ClassCode, CondBatchNorm, need_labels
+from kinema.models.layers import (COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ClassCode, CondBatchNorm, check_length,
+                                  need_labels)
 from kinema.models.nets import VideoDiscriminator, VideoGenerator
 from kinema.models.options import Bool, Int, bounded
 
@@ -42,9 +43,7 @@ class VideoGANGenerator(nn.Module):
     def make_latents(self, n: int, frames: int | None = None, generator: torch.Generator | None = None,
                      device="cpu") -> dict[str, torch.Tensor]:
         """{"z": [n, Z]} standard normal, drawn on CPU from ``generator``."""
-        if frames not in (None, self.frames):
-            raise KinemaError(f"videogan generates exactly {self.frames} frames (can_extend is False), "
-                              f"asked for {frames}")
+        check_length("videogan", self.frames, frames)
         return {"z": torch.randn(n, self.z_dim, generator=generator).to(device)}
 
     def forward(self, latents: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,8 +20,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kinema.errors import KinemaError
-from kinema.models.layers import (COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ClassCode, CondBatchNorm, down_conv,
-                                  init_generator, levels, need_labels, stage_channels, temporal_schedule)
+from kinema.models.layers import (COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ClassCode, CondBatchNorm, check_length,
+                                  down_conv, init_generator, levels, need_labels, stage_channels,
+                                  temporal_schedule)
 from kinema.models.nets import VideoGenerator
 from kinema.models.options import Choice, Int, bounded
 
@@ -83,9 +84,7 @@ class VideoVAEDecoder(nn.Module):
     def make_latents(self, n: int, frames: int | None = None, generator: torch.Generator | None = None,
                      device="cpu") -> dict[str, torch.Tensor]:
         """Prior samples {"z": [n, *latent_shape]} ~ N(0, I), drawn on CPU from ``generator``."""
-        if frames not in (None, self.frames):
-            raise KinemaError(f"videovae generates exactly {self.frames} frames (can_extend is False), "
-                              f"asked for {frames}")
+        check_length("videovae", self.frames, frames)
         return {"z": torch.randn((n,) + self.latent_shape, generator=generator).to(device)}
 
     def forward(self, latents: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
