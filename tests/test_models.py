@@ -15,7 +15,7 @@ from kinema.models import MODELS, build, count_params, flops_per_clip, load_gene
 from kinema.models.dcgan import latent_walk
 from kinema.models.videovae import reconstruct, vae_loss
 
-NAMES = ["dcgan", "mocogan", "videogan", "videovae"]
+NAMES = ["dcgan", "mocogan", "videogan", "videovae", "ctgan"]
 TINY = dict(width=2, frames=8)
 
 
@@ -65,7 +65,7 @@ def test_shapes_range_heads_and_backward(name):
     assert video.shape == (3, 1, 8, 32, 32)
     assert video.min() >= -1 and video.max() <= 1 and video.std() > 0
     heads = run_heads(ms, video)
-    assert len(heads) == {"mocogan": 2, "videovae": 2}.get(name, 1) and all(h.shape[0] == 3 for h in heads)
+    assert len(heads) == {"mocogan": 2, "videovae": 2, "ctgan": 2}.get(name, 1) and all(h.shape[0] == 3 for h in heads)
     if ms.kind == "vae":
         out = vae_loss(ms.E, G, video.detach(), beta=0.5)
         loss = out["total"]
@@ -151,7 +151,7 @@ def test_large_resolutions_build_and_run(name, res):
         assert all(h.shape[0] == 1 for h in run_heads(ms, video))
 
 
-@pytest.mark.parametrize("name", ["dcgan", "mocogan"])
+@pytest.mark.parametrize("name", ["dcgan", "mocogan", "ctgan"])
 def test_extendable_generators_make_longer_clips(name):
     G = build(name, **TINY).G
     assert G.can_extend

@@ -53,7 +53,7 @@ def assert_same(a, b, where=""):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("model", ["mocogan", "videovae"])
+@pytest.mark.parametrize("model", ["mocogan", "videovae", "ctgan"])
 def test_resume_is_bit_exact(tmp_path, archive, model):
     # 7 steps of 4 clips: R1 every 2 steps, augmentation and EMA on; the split (3 + 4) is odd, so
     # the lazy-R1 phase and the loader position both cross the break.

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from kinema.errors import KinemaError
-from kinema.models import dcgan, mocogan, videogan, videovae
+from kinema.models import ctgan, dcgan, mocogan, videogan, videovae
 from kinema.models.options import check
 
 
@@ -46,6 +46,7 @@ MODELS: dict[str, Callable[..., ModelSet]] = {
     "mocogan": mocogan.build,
     "videogan": videogan.build,
     "videovae": videovae.build,
+    "ctgan": ctgan.build,
 }
 
 
@@ -103,10 +104,11 @@ def flops_per_clip(model_set: ModelSet, frames: int | None = None) -> dict[str, 
             with FlopCounterMode(display=False) as counter:
                 video = G(latents, labels)  # [1, C, T, H, W]
             out["G"] = counter.get_total_flops()
+            k = int(getattr(G, "sparse_frames", 0) or 0)   # a continuous-time D sees k frames per clip
             for key in ("D", "E"):
                 if nets[key] is not None:
                     with FlopCounterMode(display=False) as counter:
-                        nets[key].eval()(video, labels)
+                        nets[key].eval()(video[:, :, :k] if k and key == "D" else video, labels)
                     out[key] = counter.get_total_flops()
     finally:
         for m, mode in modes.items():

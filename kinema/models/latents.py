@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from kinema.errors import KinemaError
+
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t, start_dim: int = 1) -> torch.Tensor:
     """Spherical interpolation between ``a`` and ``b`` (same shape), the vectors being the dims
@@ -39,3 +41,20 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t, start_dim: int = 1) -> torch.Tens
 def next_anchor(prev: torch.Tensor, noise: torch.Tensor, angle: float) -> torch.Tensor:
     """One step of the anchor walk: ``cos(angle) * prev + sin(angle) * noise``."""
     return math.cos(angle) * prev + math.sin(angle) * noise
+
+
+# Sparse-frame training (continuous-time models): which frames of a clip a training step sees.
+
+def draw_times(n: int, frames: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[n, k] sorted distinct frame indices in [0, frames), uniform over the k-subsets; int64, CPU."""
+    if not 2 <= k <= frames:
+        raise KinemaError(f"sparse frames: need 2 <= k <= frames ({frames}), got {k}")
+    return torch.rand(n, frames, generator=generator).argsort(1)[:, :k].sort(1).values
+
+
+def take_frames(video: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
+    """The frames of clips [B, C, T, H, W] at ``times`` [B, k] -> [B, C, k, H, W] (None: all)."""
+    if times is None:
+        return video
+    idx = times.view(times.shape[0], 1, -1, 1, 1).expand(-1, video.shape[1], -1, *video.shape[3:])
+    return torch.gather(video, 2, idx.to(video.device))

@@ -7,6 +7,9 @@ the generator is (``strategy`` in the returned statistics):
 Each generator class declares which one it supports in its ``streaming`` attribute (a generator
 that declares none makes fixed-length clips):
 
+* ``"continuous"`` (ctgan): frames are a function of real-valued time; the canvas (content) is
+  made once, motion anchors are drawn as the stream reaches them, and every chunk is rendered at
+  its absolute times: the same frames as generating all at once, for any length.
 * ``"recurrent"`` (mocogan; needs ``advance(latents, state, labels) -> (video, state)``):
   the content code is held for the whole stream and the motion GRU's hidden state is carried
   from one chunk to the next, so the stream is one unbroken unroll:
@@ -60,6 +63,32 @@ def _recurrent_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tenso
             video, state = G.advance({"content": content, "motion": noise}, state, y)
             yield video                                       # [1, C, t, H, W]
         noise = G.make_latents(1, frames=chunk, generator=gen, device=device)["motion"] * psi
+
+
+def _continuous_source(G, gen, label, chunk, device, psi) -> Iterator[torch.Tensor]:
+    """Continuous-time G (ctgan): one canvas for the whole stream, motion anchors drawn as time
+    reaches them (from the video's own anchor stream), frames rendered at absolute times. The same
+    draws as ``generate`` for one seed, class included, so a stream's frames are the seed's video."""
+    content, (anchor_stream,) = G.draw_video(1, gen)
+    if G.num_classes and label is None:
+        label = int(torch.randint(G.num_classes, (1,), generator=gen))
+    y = torch.tensor([label], device=device) if G.num_classes else None
+    every = int(G.anchor_every)
+    anchors: list[torch.Tensor] = []                                      # each [1, Zm], anchors a0, a0 + 1, ...
+    a0, t0 = 0, 0                                                         # first kept anchor, next frame
+    with torch.no_grad():
+        canvas, c = G.render_canvas(content.to(device) * psi, y)
+    while True:
+        last = (t0 + chunk - 1) // every + 1                              # right neighbour of the last frame
+        while a0 + len(anchors) <= last:
+            anchors.append(G.next_anchor(anchor_stream).to(device) * psi)
+        times = torch.arange(t0, t0 + chunk, device=device).unsqueeze(0)  # [1, chunk]
+        with torch.no_grad():
+            yield G.render_frames(canvas, c, torch.stack(anchors, 1), times, anchor0=a0)
+        t0 += chunk
+        drop = t0 // every - a0                                           # anchors no frame needs any more
+        del anchors[:drop]
+        a0 += drop
 
 
 def _keypoint_path(first, draw, every: int, mix) -> Iterator:
@@ -117,7 +146,7 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
         yield torch.cat(out, 2)
 
 
-STRATEGIES = ("recurrent", "walk", "clips")
+STRATEGIES = ("continuous", "recurrent", "walk", "clips")
 
 
 def pick_strategy(G) -> str:
@@ -144,11 +173,15 @@ def frame_chunks(G, frames: int, seed: int = 0, chunk: int = 16, class_=None, tr
     psi = check_truncation(truncation)
     label = resolve_label(G, class_, ((config or {}).get("meta") or {}).get("class_names"), name)
     gen = torch.Generator().manual_seed(int(seed))
-    if G.num_classes and label is None:
-        label = int(torch.randint(G.num_classes, (1,), generator=gen))
     G.eval()
     strategy = strategy or pick_strategy(G)
-    if strategy == "recurrent":
+    # A seed's class: drawn first, except for continuous streams, which draw it after the first
+    # latents exactly as `generate` does (so their frames are the seed's video).
+    if G.num_classes and label is None and strategy != "continuous":
+        label = int(torch.randint(G.num_classes, (1,), generator=gen))
+    if strategy == "continuous":
+        source = _continuous_source(G, gen, label, int(chunk), device, psi)
+    elif strategy == "recurrent":
         source = _recurrent_source(G, gen, label, int(chunk), device, psi)
     elif strategy == "walk":
         source = _walk_source(G, gen, label, int(chunk), device, psi)

@@ -93,8 +93,14 @@ def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=Non
     t0 = time.monotonic()
     out = Path(out)
     cfg = get_preset("demo")
+    if model and model != cfg.model.name:   # another model keeps only the preset options it has
+        from kinema.models import model_options
+        accepted = model_options(model)
+        model_cfg = {"name": model, "extra": {k: v for k, v in cfg.model.extra.items() if k in accepted}}
+    else:
+        model_cfg = {}
     cfg = override(cfg, data={"cache_dir": str(cache_dir) if cache_dir else None},
-                   model={"name": model} if model else {}, schedule={"seed": seed},
+                   model=model_cfg, schedule={"seed": seed},
                    log={"out": str(out), "progress": progress})
     cfg = override(cfg, **(overrides or {}))
     clear_run_folder(out, force)

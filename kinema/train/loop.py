@@ -49,6 +49,7 @@ import torch
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_write_text
 from kinema import dist
+from kinema.models.latents import draw_times, take_frames
 from kinema.train import checkpoint, losses
 from kinema.devices import to_device
 from kinema.train.augment import GlobalDraws, from_config as make_augment
@@ -216,6 +217,15 @@ class Draws:
         drawn = G.make_latents(n * self.world if self.invariant else n, generator=self.latent)
         return {k: to_device(self._share(v, n), self.device) for k, v in drawn.items()}
 
+    def times(self, G, n: int, frames: int):
+        """Frame indices [n, k] (sorted, distinct, < frames) for a generator trained on k sparse
+        frames per clip (``G.sparse_frames``, ctgan); None for generators trained on whole clips."""
+        k = int(getattr(G, "sparse_frames", 0) or 0)
+        if not k:
+            return None
+        drawn = draw_times(n * self.world if self.invariant else n, frames, k, self.latent)
+        return to_device(self._share(drawn, n), self.device)
+
     def fake_labels(self, n: int):
         if not self.num_classes:
             return None
@@ -277,21 +287,26 @@ def _opt_step(opt, params, name: str, ctx: StepContext, stats_on: bool) -> None:
 
 # Phases. Each trains one network with its own optimizer and sets requires_grad itself.
 
-def d_main(ctx: StepContext, real, labels, batch: int, stats_on: bool) -> None:
+def _at(times) -> dict:
+    """Keyword arguments that tell G and D the frame times of sparse-frame clips (none otherwise)."""
+    return {} if times is None else {"times": times}
+
+
+def d_main(ctx: StepContext, real, labels, batch: int, stats_on: bool, times=None) -> None:
     """D on augmented reals vs. augmented G(z), G frozen (plain module, no grad, no DDP sync).
     One backward per forward, so DDP sees each parameter exactly once per backward."""
     cfg, n, draws = ctx.cfg, ctx.nets, ctx.draws
     n.D.requires_grad_(True)
     with torch.no_grad(), ctx.amp:
         y_fake = draws.fake_labels(batch)
-        fake = n.G(draws.latents(n.G, batch), y_fake)
+        fake = n.G(draws.latents(n.G, batch), y_fake, **_at(times))
     with ctx.amp:
-        logits_fake = n.D_main(ctx.augment(fake, draws.augment_draws), y_fake)
+        logits_fake = n.D_main(ctx.augment(fake, draws.augment_draws), y_fake, **_at(times))
     loss_fake = losses.d_loss_fake(logits_fake, cfg.loss.kind)
     ctx.guard.add("D(fake)", loss_fake)
     loss_fake.backward()
     with ctx.amp:
-        logits_real = n.D_main(ctx.augment(real, draws.augment_draws), labels)
+        logits_real = n.D_main(ctx.augment(real, draws.augment_draws), labels, **_at(times))
     loss_real = losses.d_loss_real(logits_real, cfg.loss.kind)
     ctx.guard.add("D(real)", loss_real)
     loss_real.backward()
@@ -302,12 +317,12 @@ def d_main(ctx: StepContext, real, labels, batch: int, stats_on: bool) -> None:
         ctx.stats.add("D/fake", losses.logits_mean(logits_fake))
 
 
-def d_reg(ctx: StepContext, real, labels) -> None:
+def d_reg(ctx: StepContext, real, labels, times=None) -> None:
     """Lazy R1 on augmented reals, gamma scaled by the interval."""
     cfg, n = ctx.cfg, ctx.nets
     x = ctx.augment(real, ctx.draws.augment_draws).detach().requires_grad_(True)
     with ctx.amp:
-        logits = n.D_train(x, labels)
+        logits = n.D_train(x, labels, **_at(times))
     r1 = losses.r1_penalty(x, logits)
     ctx.guard.add("R1", r1)
     zero = sum(h.float().sum() for h in logits) * 0     # keep every D weight in the graph (DDP)
@@ -316,14 +331,15 @@ def d_reg(ctx: StepContext, real, labels) -> None:
     ctx.stats.add("loss/R1", r1)
 
 
-def g_main(ctx: StepContext, real, batch: int, stats_on: bool) -> None:
+def g_main(ctx: StepContext, real, batch: int, stats_on: bool, times=None) -> None:
     """G through a frozen D (plain module: its weights need no gradient sync)."""
     cfg, n, draws = ctx.cfg, ctx.nets, ctx.draws
     n.D.requires_grad_(False)
     with ctx.amp:
         y_fake = draws.fake_labels(batch)
-        fake = n.G_train(draws.latents(n.G, batch), y_fake)
-        loss_G = losses.g_loss(n.D_frozen(ctx.augment(fake, draws.augment_draws), y_fake), cfg.loss.kind)
+        fake = n.G_train(draws.latents(n.G, batch), y_fake, **_at(times))
+        loss_G = losses.g_loss(n.D_frozen(ctx.augment(fake, draws.augment_draws), y_fake, **_at(times)),
+                               cfg.loss.kind)
     ctx.guard.add("G", loss_G)
     loss_G.backward()
     _opt_step(ctx.opts["G"], n.G.parameters(), "G", ctx, stats_on)
@@ -350,14 +366,17 @@ def vae_main(ctx: StepContext, real, labels, stats_on: bool) -> None:
 
 def gan_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bool) -> None:
     cfg = ctx.cfg
+    # Sparse-frame models (ctgan) see k frames per clip at random times, the same for real and fake.
+    times = ctx.draws.times(ctx.nets.G, batch, real.shape[2])
+    real = take_frames(real, times)
     with _phase("D_main"):
-        d_main(ctx, real, labels, batch, stats_on)
+        d_main(ctx, real, labels, batch, stats_on, times)
     if cfg.loss.r1_gamma > 0 and step % cfg.loss.r1_interval == 0:
         with _phase("D_reg"):
-            d_reg(ctx, real, labels)
+            d_reg(ctx, real, labels, times)
     if step % cfg.optim.d_steps == 0:
         with _phase("G_main"):
-            g_main(ctx, real, batch, stats_on)
+            g_main(ctx, real, batch, stats_on, times)
 
 
 def vae_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bool) -> None:
