@@ -104,3 +104,13 @@ PY = list(blocks({"python"}))
 @pytest.mark.parametrize("page,line,text", PY, ids=[f"{p.relative_to(ROOT)}:{n}" for p, n, _ in PY])
 def test_documented_python_compiles(page, line, text):
     compile(text, f"{page.relative_to(ROOT)}:{line}", "exec")
+
+
+def test_readme_lists_every_command_and_the_ci_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert len(sub.choices) >= 10
+    missing = [c for c in sub.choices if f"| `kinema {c}` |" not in readme]
+    assert not missing, f"README.md's command table lacks {', '.join(missing)}"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert ci in readme, "README.md's test command is not the one .ci/run runs"
