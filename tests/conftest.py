@@ -353,3 +353,17 @@ def random_vgg(seed: int = 0):
             torch.nn.init.kaiming_normal_(m.weight)
             torch.nn.init.normal_(m.bias, 0.0, 0.01)
     return net.eval()
+
+
+# An independent Fréchet distance for metric tests (kinema's own uses two eigh calls).
+
+def frechet_reference(x, y, ddof: int) -> float:
+    """Fréchet distance between Gaussians fitted to features x [N, D] and y [M, D], covariances
+    divided by N - ddof. tr (S1 S2)^(1/2) is the nuclear norm of A B^T, where S1 = A^T A and
+    S2 = B^T B (A = centred x / sqrt(N - ddof)): the nonzero eigenvalues of S1 S2 are the squared
+    singular values of A B^T. Exact for rank-deficient covariances (N << D)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    a = (x - x.mean(0)) / np.sqrt(len(x) - ddof)
+    b = (y - y.mean(0)) / np.sqrt(len(y) - ddof)
+    diff = x.mean(0) - y.mean(0)
+    return float(diff @ diff + (a * a).sum() + (b * b).sum() - 2 * np.linalg.svd(a @ b.T, compute_uv=False).sum())
