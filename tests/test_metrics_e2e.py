@@ -124,15 +124,16 @@ def test_torchscript_i3d_gets_stylegan_v_arguments(tmp_path, archive, export, mo
     from kinema.metrics.evaluate import evaluate
     from kinema.metrics.protocols import get_protocol
     from kinema.metrics.sources import open_source
-    from kinema.metrics.weights import load_video_extractor
+    from kinema.metrics.weights import is_torchscript, load_video_extractor, sha256_file
 
     monkeypatch.delenv("KINEMA_WEIGHTS", raising=False)
     det = _Detector()
     path = tmp_path / "w" / "i3d_torchscript.pt"
     path.parent.mkdir()
     torch.jit.save(torch.jit.script(det), str(path))
-    ext, found, _ = load_video_extractor(str(path.parent))
-    assert found == path
+    assert is_torchscript(path)
+    ext, found, sha = load_video_extractor(str(path.parent))
+    assert found == path and sha == sha256_file(path)
     videos = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 6, 20, 28, 3), dtype=np.uint8))
     x = videos.permute(0, 4, 1, 2, 3)                      # [B, C, T, H, W] uint8, as StyleGAN-V passes it
     want = det(x, rescale=True, resize=True, return_features=True).double()
@@ -156,7 +157,8 @@ def test_torchscript_i3d_gets_stylegan_v_arguments(tmp_path, archive, export, mo
     real = features(scripted, open_source(str(archive.path), "real"), p, num, seed)
     fake = features(scripted, open_source(str(export), "fake"), p, num, seed)
     assert rel(r["value"], frechet_reference(real, fake, CONVENTION["fvd"])) < 1e-5
-    assert r["extractor"]["comparable"] and r["extractor"]["file"] == str(path)
+    assert r["extractor"]["comparable"] and r["extractor"]["file"] == str(path) and "warning" not in r
+    assert r["extractor"]["sha256"] == sha
 
 
 def test_fid_inception_forward_follows_the_fid_graph(tmp_path):
@@ -227,6 +229,14 @@ def test_proxy_fvd_computes_real_statistics_once(archive, export, monkeypatch):
     assert len(calls) == 3 and b == a                         # the second call extracted the fake side only
     proxy.proxy_fvd(G, archive, num=12, seed=1)               # another draw of real clips: a new real pass
     assert len(calls) == 5
+    # Real clips given as an array (the first 12 archive clips, permuted by the seed): same reuse.
+    mine = BuiltinExtractor()(torch.from_numpy(archive.clips(np.arange(12)))).numpy()
+    del calls[:]
+    p = proxy.ProxyFVD(archive.clips(np.arange(12)), num=12)
+    assert len(calls) == 1 and np.allclose(np.sort(calls[0].sum(1)), np.sort(mine.sum(1)), rtol=1e-9)
+    value = p(G)
+    assert len(calls) == 2 and rel(value, frechet_reference(calls[0], calls[1], CONVENTION["fvd"])) < 1e-6
+    assert p(G) == value and len(calls) == 3
 
 
 def _evaluate(real, fake, cache, log=None):

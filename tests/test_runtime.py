@@ -73,7 +73,10 @@ def test_resume_under_another_layout(tmp_path, bars_archive):
     def resume(out, **runtime):
         cfg = override(get_preset("tiny"), data={"source": str(bars_archive.path)}, log={"out": str(out)},
                        model={"name": "videogan"}, schedule={"kimg": 0.016}, runtime={**PLAIN, **runtime})
-        return run_weights(train(cfg, resume="latest", log=lambda *a: None))
+        steps = []
+        weights = run_weights(train(cfg, resume="latest", log=lambda *a: None, on_step=steps.append))
+        assert steps == [3, 4]              # resumed after the 2 saved steps, not started over
+        return weights
 
     plain, fast = resume(tmp_path / "a"), resume(tmp_path / "b", channels_last="on", fused="on")
     assert drift(plain, fast, start) < 1e-3
@@ -120,9 +123,17 @@ def test_bf16_autocast_runs_on_cpu_and_follows_fp32(tmp_path, bars_archive, monk
 
 
 def test_compile_trains_like_eager(tmp_path, bars_archive):
+    from torch._dynamo.utils import counters
+
     start = run_weights(run(bars_archive, tmp_path / "start", "dcgan", kimg=0.004))
+    torch._dynamo.reset()
+    counters.clear()
     eager = run_weights(run(bars_archive, tmp_path / "eager", "dcgan"))
+    assert not counters["stats"]["unique_graphs"]                        # eager: nothing compiled
     compiled = run_weights(run(bars_archive, tmp_path / "compiled", "dcgan", compile=True))
+    # Dynamo captured graphs (G's forward, D's for its main and frozen uses) and compiled them.
+    assert counters["stats"]["unique_graphs"] >= 2, dict(counters["stats"])
+    assert counters["frames"]["ok"] >= 2 and not counters["graph_break"], dict(counters["graph_break"])
     assert drift(eager, compiled, start) < 1e-2
 
 
