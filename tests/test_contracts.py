@@ -99,6 +99,39 @@ def test_training_state_and_archive_files_are_fsynced(tmp_path, fsyncs):
     assert fsyncs[-1]["dir"] and fsyncs[-1]["ino"] == arch.path.parent.stat().st_ino
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors through /proc")
+def test_atomic_writes_make_missing_folders_and_leak_no_descriptors(tmp_path):
+    before = _open_fds()
+    for i in range(20):
+        atomic_write_bytes(tmp_path / "a" / "b" / f"{i}.bin", b"x")           # parents created
+        with atomic_dir(tmp_path / "c" / "d" / f"dir{i}") as d:
+            (d / "f").write_text("y")
+    assert _open_fds() == before
+    assert len(list((tmp_path / "a" / "b").iterdir())) == 20 and (tmp_path / "c" / "d" / "dir19" / "f").is_file()
+    # The temporary keeps the destination's last extension (PyAV and Pillow pick formats by it).
+    with atomic_path(tmp_path / "clip.v2.mp4") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-clip.v2-")
+        assert tmp.suffix == ".mp4" and not tmp.name.endswith(".v2.mp4")
+        tmp.write_bytes(b"z")
+
+
+def test_atomic_dir_force_over_a_symlink_replaces_the_link_not_its_target(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    link = tmp_path / "out"
+    link.symlink_to(target, target_is_directory=True)
+    with atomic_dir(link, force=True) as d:
+        (d / "new.txt").write_text("new")
+    assert not link.is_symlink() and (link / "new.txt").read_text() == "new"
+    assert (target / "keep.txt").read_text() == "keep"                        # the target is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]  # no .old-* left behind
+
+
 # --- loader order -------------------------------------------------------------------------------
 
 ALL = AugmentConfig(flip=True, crop=True, rotate=True, color=True)
@@ -140,16 +173,73 @@ def test_loader_order_and_augmentation_follow_the_documented_rule(shapes, world)
             assert torch.allclose(video, want, atol=1e-5), (step, rank, (video - want).abs().max())
 
 
-def test_short_last_batch_without_drop_last(shapes):
-    loader = ClipLoader(shapes, 16, seed=4, drop_last=False)
-    assert loader.steps_per_epoch == 3                                   # ceil(40 / 16)
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_epoch_length_with_and_without_drop_last(shapes, drop_last):
+    loader = ClipLoader(shapes, 16, seed=4, drop_last=drop_last)
+    assert loader.steps_per_epoch == (2 if drop_last else 3)               # 40 // 16, ceil(40 / 16)
+    assert iter(loader) is loader
     sizes = []
     for step in range(4):
+        assert loader.epoch == step // loader.steps_per_epoch
         video, labels = next(loader)
-        want, want_labels = documented_batch(shapes, 4, step, 16, 1, 0, AugmentConfig(), drop_last=False)
+        want, want_labels = documented_batch(shapes, 4, step, 16, 1, 0, AugmentConfig(), drop_last=drop_last)
         assert torch.equal(video, want) and torch.equal(labels, want_labels)
         sizes.append(len(labels))
-    assert sizes == [16, 16, 8, 16]
+    assert sizes == ([16, 16, 16, 16] if drop_last else [16, 16, 8, 16])
+
+
+def test_defaults_and_argument_checks(shapes):
+    from kinema.errors import KinemaError
+
+    plain, seeded = ClipLoader(shapes, 8), ClipLoader(shapes, 8, seed=0)
+    assert plain.num_workers == 0 and plain.step == 0
+    assert all(torch.equal(a, b) for a, b in zip(next(plain), next(seeded)))   # the default seed is 0
+    ClipLoader(shapes, 1)
+    ClipLoader(shapes, 4, rank=1, world_size=2)
+    for bad in (dict(batch_size=0), dict(batch_size=4, world_size=0), dict(batch_size=4, rank=-1),
+                dict(batch_size=4, rank=2, world_size=2)):
+        with pytest.raises(KinemaError, match="ClipLoader: bad"):
+            ClipLoader(shapes, **bad)
+
+
+def test_resume_positions_across_world_sizes_and_epochs(shapes):
+    from kinema.errors import KinemaError
+
+    two = ClipLoader(shapes, 4, seed=5, rank=0, world_size=2)
+    for _ in range(6):                                      # into epoch 1 (5 global steps an epoch)
+        next(two)
+    one = ClipLoader(shapes, 8, seed=5)                     # the same global batch of 8: allowed
+    one.load_state_dict(two.state_dict())
+    assert one.epoch == 1
+    video, _ = next(one)
+    assert torch.allclose(video, documented_batch(shapes, 5, 6, 8, 1, 0, AugmentConfig())[0])
+    back = ClipLoader(shapes, 4, seed=5, rank=1, world_size=2)
+    back.load_state_dict(one.state_dict())
+    assert torch.allclose(next(back)[0], documented_batch(shapes, 5, 7, 4, 2, 1, AugmentConfig())[0])
+    with pytest.raises(KinemaError, match="global batch of 8, now 4"):
+        ClipLoader(shapes, 4, seed=5).load_state_dict(one.state_dict())
+
+
+def test_batches_in_shared_memory_only_when_built_by_workers(shapes, monkeypatch):
+    import kinema.data.loader as loader_module
+
+    main = ClipLoader(shapes, 8, seed=1)
+    assert not next(main)[0].is_shared()                    # built here: ordinary memory
+    raw = ClipLoader(shapes, 8, seed=1)
+    raw._data.finish = False                                # the accelerator path, built here
+    assert not raw._data[0][0].is_shared()
+    # CPU batches are finished inside the worker: the training process converts nothing itself.
+    calls = []
+    real = loader_module.finish
+    monkeypatch.setattr(loader_module, "finish", lambda *a: (calls.append(1), real(*a))[1])
+    workers = ClipLoader(shapes, 8, seed=1, num_workers=1, prefetch_factor=1)
+    first = next(workers)
+    assert first[0].is_shared() and calls == []
+    # load_state_dict while workers run: they restart at the restored position.
+    workers.load_state_dict(ClipLoader(shapes, 8, seed=1).state_dict())
+    again = next(workers)
+    workers.close()
+    assert torch.equal(again[0], first[0])
 
 
 # --- damaged archives ---------------------------------------------------------------------------

@@ -64,6 +64,37 @@ def test_feature_stats_stream_matches_numpy_cov():
         np.testing.assert_allclose(cov, np.cov(x.astype(np.float64), rowvar=False, ddof=ddof), rtol=1e-9, atol=1e-12)
 
 
+def test_frechet_defaults_and_input_checks():
+    from kinema.metrics.frechet import frechet_distance_from_features
+
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(30, 4)), rng.normal(0.5, 2.0, size=(25, 4))
+    # Defaults are numpy's unbiased estimator (ddof 1); the distance of features is that of their Gaussians.
+    mean, cov = fit_gaussian(x)
+    np.testing.assert_allclose(cov, np.cov(x, rowvar=False), rtol=1e-12)
+    stats = FeatureStats(4)
+    stats.update(x)
+    np.testing.assert_allclose(stats.mean_cov()[1], np.cov(x, rowvar=False), rtol=1e-12)
+    d = x.mean(0) - y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    want = d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
+    assert rel(frechet_distance_from_features(x, y), want) < 1e-8
+    # Too few vectors for the estimator: n must exceed ddof.
+    one = FeatureStats(4)
+    one.update(x[:1])
+    assert np.array_equal(one.mean_cov(0)[1], np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="need more than 1 feature vectors, have 1"):
+        one.mean_cov(1)
+    # Shapes: features must be [N, D]; means and covariances must agree.
+    for bad in (np.zeros(4), np.zeros((3, 5))):
+        with pytest.raises(ValueError, match="expected features"):
+            stats.update(bad)
+    mu, sig = np.zeros(4), np.eye(4)
+    for args in ((mu, sig, np.zeros(3), sig), (mu, sig, mu, np.eye(3)), (mu, np.eye(3), mu, np.eye(3))):
+        with pytest.raises(ValueError, match="shape mismatch"):
+            frechet_distance(*args)
+
+
 # --- KID / KVD ----------------------------------------------------------------------------------
 
 def mmd_loop(x, y):

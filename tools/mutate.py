@@ -45,12 +45,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # module -> pytest arguments: tests that run in-process (so coverage is seen) and quickly.
 SELECTIONS = {
     "kinema/metrics/frechet.py": "tests/test_metrics.py tests/test_metrics_e2e.py tests/test_metrics_builtin.py -k "
-                                 "'frechet or feature_stats or test_metrics_e2e or fvd or fid_frame or proxy or torchscript "
-                                 "or cache or export'",
-    "kinema/data/loader.py": "tests/test_loader.py tests/test_contracts.py::test_short_last_batch_without_drop_last "
-                             "tests/test_contracts.py::test_loader_order_and_augmentation_follow_the_documented_rule",
-    "kinema/train/checkpoint.py": "tests/test_resume.py -k 'not sigkill and not sigterm'",
-    "kinema/fsutil.py": "tests/test_core.py tests/test_contracts.py -k 'atomic or fsync'",
+                                 "'frechet or feature_stats or test_metrics_e2e or fvd or fid_frame or cache or export'",
+    "kinema/data/loader.py": "tests/test_contracts.py tests/test_loader.py -k "
+                             "'not fsync and not atomic and not verify and not truncated'",
+    "kinema/train/checkpoint.py": "tests/test_resume.py::test_keep_last_k_and_latest "
+                                  "tests/test_resume.py::test_latest_skips_damaged_newer_states "
+                                  "tests/test_contracts.py::test_training_state_and_archive_files_are_fsynced "
+                                  "tests/test_resume.py::test_tampered_and_truncated_states_give_one_line_errors "
+                                  "tests/test_resume.py::test_resume_is_bit_exact "
+                                  "tests/test_resume.py::test_resume_latest_continues_from_the_last_good_state",
+    "kinema/fsutil.py": "tests/test_contracts.py tests/test_core.py -k 'atomic or fsync'",
 }
 
 SWAP = {
@@ -264,7 +268,8 @@ def _scratch_copy() -> Path:
     return scratch
 
 
-def run_module(module: str, tests: str, timeout_factor: float, keep: dict | None, log, fork: bool = True) -> dict:
+def run_module(module: str, tests: str, timeout_factor: float, keep: dict | None, log, fork: bool = True,
+               run_uncovered: bool = False) -> dict:
     source = (ROOT / module).read_text()
     sha = hashlib.sha256(source.encode()).hexdigest()
     mutants = enumerate_mutants(source)
@@ -293,7 +298,7 @@ def run_module(module: str, tests: str, timeout_factor: float, keep: dict | None
             old = previous.get((m["line"], m["col"], m["desc"]))
             if old is not None and old["status"] in ("killed", "timeout"):
                 m.update(status=old["status"], seconds=0.0, carried=True)
-            elif not covered & set(range(m["line"], m["end_line"] + 1)):
+            elif not run_uncovered and not covered & set(range(m["line"], m["end_line"] + 1)):
                 m.update(status="uncovered", seconds=0.0)
             else:
                 (scratch / module).write_text(mutate(source, m))
@@ -326,6 +331,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor x clean run + 30 s")
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
     ap.add_argument("--no-fork", action="store_true", help="a fresh interpreter per mutant (slower)")
+    ap.add_argument("--run-uncovered", action="store_true", help="run mutants on lines the coverage pass did not "
+                    "see too (code that runs only in worker processes or subprocesses)")
     a = ap.parse_args(argv)
     modules = a.modules or list(SELECTIONS)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean the scratch folder up on kill
@@ -350,7 +357,8 @@ def main(argv=None) -> int:
         if not tests:
             raise SystemExit(f"{module}: no test selection known; pass --tests")
         reports.append(run_module(module, tests, a.timeout_factor, previous.get(module) if a.only_survivors else None,
-                                  lambda s: print(s, flush=True), fork=not a.no_fork))
+                                  lambda s: print(s, flush=True), fork=not a.no_fork,
+                                  run_uncovered=a.run_uncovered))
         Path(a.out).write_text(json.dumps({"reports": reports}, indent=1))
     print("\nmodule                          mutants  killed  survived  uncovered")
     for r in reports:
