@@ -267,7 +267,7 @@ def test_verify_detects_damage_in_every_file_it_covers(shapes, tmp_path):
     _flip(a.path / "frames.u8", a.path.joinpath("frames.u8").stat().st_size // 2)   # one bit of one pixel
     assert not a.verify()
     b = _copy(shapes, tmp_path / "clips")
-    _flip(b.path / "clips.npy", b.path.joinpath("clips.npy").stat().st_size - 8)    # the last clip's start frame
+    _flip(b.path / "clips.npy", b.path.joinpath("clips.npy").stat().st_size - 16)   # the last clip's video: 39 -> 38
     assert not open_archive(b.path).verify()
     c = _copy(shapes, tmp_path / "labels")
     _flip(c.path / "labels.npy", c.path.joinpath("labels.npy").stat().st_size - 8)  # a label
