@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
                    help="torch CPU threads (0: the cores this process may use, minus those other programs keep busy)")
     p.add_argument("--model", choices=list(MODELS), default=None,
                    help="model to train instead of the demo preset's")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
+                   help="no progress display (elsewhere than a terminal it is one line every 30 s)")
 
 
 def run(args) -> int:

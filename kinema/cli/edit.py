@@ -132,8 +132,10 @@ def _ops():
             (("--right",), dict(type=int, default=0)), (("--bottom",), dict(type=int, default=0)),
             (("--color",), dict(type=_color, default=(0, 0, 0)))]),
         "caption": ("draw a text caption on every frame", one(
-            lambda a, f, fps: (look.caption(f, a.text, a.position, a.size), fps)), 1, [
+            lambda a, f, fps: (look.caption(f, a.text, a.position, a.size, font=a.font), fps)), 1, [
             (("--text",), dict(required=True)), (("--position",), dict(default="bottom")),
+            (("--font",), dict(default=None, help="TrueType/OpenType file (default: Pillow's font; for other "
+                                                 "than ASCII text a common system font with the glyphs)")),
             (("--size",), dict(type=int, default=None, help="font pixel size (default: height/12)"))]),
         "counter": ("draw the frame number and time on every frame", one(
             lambda a, f, fps: (look.frame_counter(f, fps, a.start, a.position, a.size), fps)), 1, [
@@ -207,7 +209,12 @@ def run(args) -> int:
         videos.append((v.frames, v.fps))
     frames, fps = args._edit(args, videos)
     save_video(frames, args.output, fps=fps, codec=codec, crf=args.crf, force=True)
-    print(f"wrote {args.output}: {len(frames)} frames {frames.shape[2]}x{frames.shape[1]} at {float(fps):g} fps",
+    # What the file holds (4:2:0 codecs pad odd sizes to even ones), not what was asked for.
+    from kinema.io import probe
+
+    info = probe(args.output, fps=float(fps))
+    padded = " (padded to even for this codec)" if (info.width, info.height) != (frames.shape[2], frames.shape[1]) else ""
+    print(f"wrote {args.output}: {info.num_frames} frames {info.width}x{info.height}{padded} at {float(fps):g} fps",
           file=sys.stderr)
     return 0
 

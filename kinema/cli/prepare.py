@@ -42,17 +42,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from kinema.data.prepare import prepare
 
-    bar = None
-    if not args.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
+    from kinema.progress import Progress
 
-        bar = tqdm(total=0, unit="video", desc="prepare", file=sys.stderr)
+    # A bar on a terminal, a line every 30 s in a log, nothing with --quiet.
+    bar = Progress("prepare", unit="videos", enabled=not args.quiet)
 
     def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        bar.set(done, total)
 
     try:
         archive = prepare(args.src, args.out, resolution=args.resolution, frames=args.frames, fps=args.fps,
@@ -60,8 +56,7 @@ def run(args) -> int:
                           max_clips_per_video=args.max_clips_per_video, workers=args.workers, force=args.force,
                           channels=args.channels, num_videos=args.num_videos, seed=args.seed, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     r = archive.report
     print(f"{archive.path}: {archive.num_clips} clips from {r['videos_used']} of {r['videos_found']} videos "
           f"({r['videos_quarantined']} quarantined) in {r['seconds']:.1f} s; content hash {archive.content_hash}",

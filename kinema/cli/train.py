@@ -85,6 +85,8 @@ def add_arguments(p) -> None:
                         "--device cpu, N CPU processes on gloo); for several machines call torchrun yourself")
     p.add_argument("--config", metavar="JSON", help="start from this config.json instead of the preset")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress display (elsewhere than a terminal it is one line every 30 s)")
 
 
 def _diffaug(spec: str) -> dict:
@@ -119,6 +121,8 @@ def resolve_config(args):
         value = getattr(args, option, None)
         if value is not None:
             sections.setdefault(section, {})[field] = value
+    if getattr(args, "quiet", False):
+        sections.setdefault("log", {})["progress"] = False
     cfg = override(cfg, **sections)
     if args.diffaug is not None:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, augment=DiffAugConfig(**_diffaug(args.diffaug))))

@@ -2,10 +2,14 @@
 
 Frames are uint8 ``[T, H, W, C]`` in and out (colour filters return 3 channels so the result
 encodes with any codec). Text is drawn with Pillow's built-in default font, so nothing has to be
-installed or downloaded; its size follows the frame height unless given.
+installed or downloaded; its size follows the frame height unless given. That font has ASCII
+glyphs only: other text uses a given font file or a common system font that has every character,
+and is refused (one line naming the characters) rather than drawn as boxes.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -58,11 +62,51 @@ def sepia(frames: np.ndarray, amount: float = 1.0) -> np.ndarray:
     return _to_uint8(f * (1 - amount) + toned * amount)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _default_font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)  # scalable when Pillow has FreeType
     except TypeError:  # Pillow < 10.1: one fixed bitmap size
         return ImageFont.load_default()
+
+
+# Fonts with wide Unicode coverage commonly installed (Linux, macOS, Windows). Pillow's own font
+# covers ASCII only; a caption with other characters uses the first of these that has them all.
+SYSTEM_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+                "/usr/share/fonts/TTF/DejaVuSans.ttf", "/usr/share/fonts/noto/NotoSans-Regular.ttf",
+                "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf", "/Library/Fonts/Arial Unicode.ttf",
+                "/System/Library/Fonts/Supplemental/Arial Unicode.ttf", "C:/Windows/Fonts/arial.ttf")
+
+
+def _missing_glyphs(font, text: str) -> list[str]:
+    """Characters of ``text`` the font draws as its "missing glyph" box (the same mask as a
+    private-use code point no font defines)."""
+    def mask(ch):
+        m = font.getmask(ch)
+        return m.size, bytes(m)
+
+    tofu = mask("\U0010FFFD")
+    return sorted({ch for ch in text if not ch.isspace() and mask(ch) == tofu})
+
+
+def _font(size: int, text: str = "", font_file=None) -> ImageFont.ImageFont:
+    """A font that has a glyph for every character of ``text``: ``font_file`` if given, Pillow's
+    default, else a common system font; a one-line KinemaError if none has them."""
+    if font_file is not None:
+        try:
+            font = ImageFont.truetype(str(font_file), size)
+        except OSError:
+            raise KinemaError(f"{font_file}: not a readable TrueType/OpenType font") from None
+        candidates = [font]
+    else:
+        candidates = [_default_font(size)]
+        if not text.isascii():
+            candidates += [ImageFont.truetype(p, size) for p in SYSTEM_FONTS if Path(p).is_file()]
+    for font in candidates:
+        if not _missing_glyphs(font, text):
+            return font
+    missing = "".join(_missing_glyphs(candidates[-1], text))
+    where = str(font_file) if font_file is not None else "Pillow's font and the system fonts kinema knows"
+    raise KinemaError(f"caption: {where} have no glyphs for {missing!r}; pass --font FILE.ttf with a font that does")
 
 
 _POSITIONS = ("top-left", "top", "top-right", "bottom-left", "bottom", "bottom-right", "center")
@@ -80,7 +124,7 @@ def _anchor_xy(position: str, w: int, h: int, tw: int, th: int, margin: int) -> 
 
 
 def draw_text(frames: np.ndarray, texts: list[str], position: str = "bottom",
-              size: int | None = None, color=(255, 255, 255), box: bool = True) -> np.ndarray:
+              size: int | None = None, color=(255, 255, 255), box: bool = True, font=None) -> np.ndarray:
     """Draw ``texts[t]`` on frame ``t`` (uint8 ``[T, H, W, 3]`` out), on a dark box when ``box``
     so the text stays legible on any background."""
     check_frames(frames)
@@ -88,7 +132,7 @@ def draw_text(frames: np.ndarray, texts: list[str], position: str = "bottom",
         raise KinemaError(f"draw_text: {len(texts)} texts for {len(frames)} frames")
     frames = _rgb(frames)
     h, w = frames.shape[1:3]
-    font = _font(size or max(8, h // 12))
+    font = _font(size or max(8, h // 12), "".join(set("".join(texts))), font)
     margin = max(1, h // 50)
     out = np.empty_like(frames)
     for i, text in enumerate(texts):
@@ -104,11 +148,11 @@ def draw_text(frames: np.ndarray, texts: list[str], position: str = "bottom",
 
 
 def caption(frames: np.ndarray, text: str, position: str = "bottom", size: int | None = None,
-            color=(255, 255, 255), box: bool = True) -> np.ndarray:
+            color=(255, 255, 255), box: bool = True, font=None) -> np.ndarray:
     """The same one-line ``text`` on every frame."""
     if not text or "\n" in text:
         raise KinemaError("caption: text must be one non-empty line")
-    return draw_text(frames, [text] * len(check_frames(frames)), position, size, color, box)
+    return draw_text(frames, [text] * len(check_frames(frames)), position, size, color, box, font)
 
 
 def frame_counter(frames: np.ndarray, fps: float | None = None, start: int = 0,

@@ -179,6 +179,8 @@ def probe(path: str | os.PathLike, fps: float | None = None, max_side: int | Non
         variable = _is_variable(pts)
         if variable and duration > 0 and num_frames > 1:
             rate = num_frames / duration  # report the average rate of a VFR stream
+        elif complete and len(pts) >= 3:
+            rate = _timestamp_rate(pts, stream.time_base, rate)
         w, h = (cc.height, cc.width) if rotation % 180 else (cc.width, cc.height)
         return VideoInfo(str(path), w, h, rate, num_frames, duration, cc.codec.canonical_name, rotation, variable,
                          has_audio=bool(container.streams.audio))
@@ -196,6 +198,25 @@ def _duration(container, stream, pts: list[int], rate: float) -> float:
     if container.duration:
         return container.duration / av.time_base
     return len(pts) / rate
+
+
+def _timestamp_rate(pts: list[int], time_base, header: float) -> float:
+    """The rate the timestamps actually advance at, when it differs from the header's.
+
+    Coarse time bases round every timestamp: a 30 fps GIF (1/100 s ticks) has delays of 30, 40,
+    30, 30, 40 ms... and a header rate taken from the first delay (33.33 fps). A least-squares line
+    through the sorted timestamps gives the true average (30 fps); rates within 0.1 % of a whole
+    number are snapped to it."""
+    ordered = np.sort(np.asarray(pts, np.float64))
+    k = np.arange(len(ordered))
+    if header > 0 and np.abs(ordered - ordered[0] - k / (header * float(time_base))).max() <= 1.01:
+        return header  # the header's rate explains every timestamp to within the rounding of one tick
+    slope = np.polyfit(k, ordered, 1)[0] * float(time_base)
+    if not slope > 0:
+        return header
+    measured = 1.0 / slope
+    whole = round(measured)
+    return float(whole) if whole and abs(measured - whole) <= 1e-3 * measured else measured
 
 
 def _is_variable(pts: list[int]) -> bool:

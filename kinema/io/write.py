@@ -320,13 +320,27 @@ class VideoWriter:
             self.abort()
 
 
+def frames_and_path(a, b):
+    """(frames, path) from two arguments given in either order: ``write_video(path, frames)`` and
+    ``kinema.save_video(frames, path)`` accept both, so a swapped call does what was meant."""
+    if isinstance(a, (str, os.PathLike)) and not isinstance(b, (str, os.PathLike)):
+        return b, a
+    return a, b
+
+
 def write_video(path, frames: np.ndarray, fps, codec: str | None = None, crf: int | None = None,
-                preset: str | None = None, odd: str = "pad", overwrite: bool = False, **kwargs) -> Path | None:
+                preset: str | None = None, odd: str = "pad", overwrite: bool = False, force: bool | None = None,
+                **kwargs) -> Path | None:
     """Encode ``frames [T, H, W, C]`` uint8 (C in {1, 3}) to ``path`` at ``fps``; see the module doc.
 
     ``codec=None`` picks from the extension (.mp4 -> h264, .webm -> vp9, .gif, .nut -> raw, no
-    extension -> png folder). Extra keyword arguments (``format``, ``options``) go to ``VideoWriter``.
+    extension -> png folder). An existing ``path`` is refused unless ``overwrite=True`` (``force``
+    is the same switch, as in ``kinema.save_video``); ``write_video(frames, path, ...)``, the order
+    of ``kinema.save_video``, is accepted too. Extra keyword arguments (``format``, ``options``) go
+    to ``VideoWriter``.
     """
+    frames, path = frames_and_path(frames, path)
+    overwrite = overwrite if force is None else force
     with VideoWriter(path, fps, codec, crf=crf, preset=preset, odd=odd, overwrite=overwrite, **kwargs) as writer:
         writer.write(frames)
     return writer.path if not writer.stream_out else None

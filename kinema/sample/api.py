@@ -143,21 +143,26 @@ def as_frames(frames) -> np.ndarray:
 
 
 def save_video(frames, path: str | os.PathLike, fps: float = DEFAULT_FPS, codec: str | None = None,
-               crf: int | None = None, force: bool = True, **kwargs) -> Path:
+               crf: int | None = None, overwrite: bool = False, force: bool | None = None, **kwargs) -> Path:
     """Encode ``frames`` to ``path`` atomically; returns the path.
 
     ``frames``: uint8 ``[T, H, W, C]``, or a batch ``[N, T, H, W, C]`` (written as a tiled grid),
     or the matching float tensors. ``codec`` defaults from the extension (h264 for .mp4/.mkv,
     vp9 for .webm, gif for .gif, png frames for a name without extension; see
-    :mod:`kinema.io.write`); ``force=False`` refuses an existing file.
+    :mod:`kinema.io.write`). Like :func:`kinema.io.write_video`: an existing file is refused
+    unless ``overwrite=True`` (``force`` is the same switch), and ``save_video(path, frames)``,
+    the argument order of ``write_video``, is accepted too.
     """
     from kinema.io import tile, write_video
+    from kinema.io.write import frames_and_path
 
+    frames, path = frames_and_path(frames, path)
+    overwrite = overwrite if force is None else force
     path = Path(path)
     frames = as_frames(frames)
     if frames.ndim == 5:
         frames = frames[0] if len(frames) == 1 else tile(frames)
     if frames.ndim != 4:
         raise KinemaError(f"{path}: expected frames [T, H, W, C] or [N, T, H, W, C], got shape {frames.shape}")
-    write_video(path, frames, fps, codec=codec, crf=crf, overwrite=force, **kwargs)
+    write_video(path, frames, fps, codec=codec, crf=crf, overwrite=overwrite, **kwargs)
     return path

@@ -105,6 +105,14 @@ def check_truncation(truncation: float) -> float:
     return float(truncation)
 
 
+def default_frames(G, config: dict | None) -> int:
+    """The clip length a generator is sampled at when none is asked for: the export's
+    ``meta.preview_frames`` (what its training preview showed) for models that can extend their
+    clips, else the trained length."""
+    preview = int(((config or {}).get("meta") or {}).get("preview_frames") or 0)
+    return preview if preview > 0 and getattr(G, "can_extend", False) else int(G.frames)
+
+
 def generate_batches(G, seeds: Sequence[int], frames: int | None = None, class_=None,
                      truncation: float = 1.0, batch: int = 8, device: str | torch.device = "cpu",
                      config: dict | None = None) -> Iterator[tuple[list[int], torch.Tensor]]:
@@ -113,7 +121,7 @@ def generate_batches(G, seeds: Sequence[int], frames: int | None = None, class_=
     Only one batch of videos is alive at a time, so any number of seeds fits in memory.
     """
     name = model_name(G, config)
-    n_frames = resolve_frames(G, frames, name)
+    n_frames = resolve_frames(G, frames if frames is not None else default_frames(G, config), name)
     class_names = ((config or {}).get("meta") or {}).get("class_names")
     label = resolve_label(G, class_, class_names, name)
     truncation = check_truncation(truncation)

@@ -87,6 +87,9 @@ class LogConfig:
     log_kimg: float = 1.0                  # scalars to jsonl / TensorBoard every N kimg
     keep: int = 3                          # keep the last K training states and exports
     num_samples: int = 8                   # videos in the fixed-seed grid
+    # Clip length `kinema generate` and `kinema.load(...).generate()` default to, written into every
+    # export's meta (models that can extend their clips; 0 = the trained length).
+    preview_frames: int = 0
     # Motion vs real clips at every snapshot (built-in datasets only; kinema.metrics.motion):
     # this many generated and real clips, 0 = off.
     motion_clips: int = 64
@@ -143,6 +146,7 @@ class TrainConfig:
             (self.optim.d_steps >= 1, "d_steps: must be >= 1"),
             (self.log.keep >= 1, "keep: must be >= 1"),
             (self.log.motion_clips >= 0, "motion_clips: must be >= 0 (0 = no motion measures at snapshots)"),
+            (0 <= self.log.preview_frames <= 4096, "preview_frames: must be between 0 (the trained length) and 4096"),
             (self.runtime.device in ("auto", "cpu", "cuda") or self.runtime.device.startswith("cuda:"),
              f"device: unknown device {self.runtime.device!r}"),
             (self.runtime.precision in ("auto", "bf16", "fp32"),
@@ -186,7 +190,8 @@ def preset_demo() -> TrainConfig:
         loss=LossConfig(kind="hinge", r1_gamma=1.0, r1_interval=16, augment=DiffAugConfig(translation=0.125)),
         optim=OptimConfig(g_lr=2e-3, d_lr=2e-3, betas=(0.5, 0.9)),
         schedule=ScheduleConfig(kimg=0.0, minutes=3.0, batch=16, ema_kimg=0.5, ema_rampup=0.1),
-        log=LogConfig(out="runs/demo", snapshot_kimg=1e9, sample_kimg=1e9, log_kimg=0.5, num_samples=8),
+        log=LogConfig(out="runs/demo", snapshot_kimg=1e9, sample_kimg=1e9, log_kimg=0.5, num_samples=8,
+                      preview_frames=16),
     )
 
 

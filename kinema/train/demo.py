@@ -29,11 +29,12 @@ RESERVE_S = 8.0
 # drawn as usual) for cleaner strokes. At 1.0 because truncation lowered the demo's scores
 # (docs/results.md, "Demo quality").
 PREVIEW_TRUNCATION = 1.0
-# Frames per preview video. The demo trains on short clips (in a fixed budget optimizer steps
-# are what counts, and neighbouring frames teach little more); a generator that can extend its
-# clips (dcgan's latent walk) shows a 2-second video instead, and bench/bench_demo.py scores
-# exactly this length, so the number and the preview agree.
-PREVIEW_FRAMES = 16
+# Frames per preview video: the demo preset's log.preview_frames (16). The demo trains on short
+# clips (in a fixed budget optimizer steps are what counts, and neighbouring frames teach little
+# more); a generator that can extend its clips (dcgan's latent walk) shows a 2-second video
+# instead, and bench/bench_demo.py scores exactly this length, so the number and the preview
+# agree. The export records it (meta.preview_frames), so `kinema generate runs/demo` makes clips
+# of the same length.
 # Files a previous demo (or any kinema run) leaves in its folder: safe to replace.
 RUN_FILES = ("config.json", "log.jsonl", "preview.mp4", "preview.png", "preview.json")
 RUN_GLOBS = ("training-state-*.pt", "export-*.safetensors", "export-*.json", ".tmp-*")
@@ -87,7 +88,7 @@ def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=Non
     from kinema.data import resolve_source
     from kinema.io import to_uint8, write_grid_png, write_grid_video
     from kinema.models import load_generator
-    from kinema.sample.generate import generate
+    from kinema.sample.generate import default_frames, generate
     from kinema.train.loop import train
 
     t0 = time.monotonic()
@@ -123,7 +124,7 @@ def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=Non
     # Sample the export exactly as `kinema generate` would: one seed per video.
     G, config = load_generator(result.export)
     seeds = list(range(16))
-    frames = PREVIEW_FRAMES if G.can_extend else G.frames
+    frames = default_frames(G, config)
     videos = to_uint8(generate(G, seeds, frames=frames, config=config, truncation=PREVIEW_TRUNCATION))  # [16, T, 32, 32, C]
     fps = float(config.get("meta", {}).get("fps") or 8)
     # 32-pixel clips are hard to see: enlarge 4x (nearest) for the mp4.

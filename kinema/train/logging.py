@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -58,14 +59,13 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.out / "tb"))
-        if progress:
-            from tqdm import tqdm
-            total = None if math.isinf(total_nimg) else int(total_nimg)
-            self.bar = tqdm(total=total, initial=start_nimg, unit="clip", unit_scale=True, dynamic_ncols=True,
-                            smoothing=0.1, desc="train")
+        if progress:  # a bar on a terminal, a line every 30 s in a log; ETA capped by --minutes
+            from kinema.progress import Progress
+
+            self.bar = Progress("train", total_nimg, initial=start_nimg, unit="clips", deadline=deadline)
 
     def step(self, nimg: int, batch: int) -> None:
-        """Advance the bar by one global batch (tqdm shows clips/s and the ETA)."""
+        """Advance the progress display by one global batch (clips/s and the ETA)."""
         if self.bar is not None:
             self.bar.update(batch)
 
@@ -86,9 +86,7 @@ class RunLogger:
                     self.writer.add_scalar(k, v, global_step=nimg)
         if self.bar is not None:
             short = {k.split("/")[-1]: f"{v:.3g}" for k, v in values.items() if k.startswith("loss/")}
-            if self.deadline is not None:
-                short["left"] = f"{max(0.0, self.deadline - time.monotonic()):.0f}s"
-            self.bar.set_postfix(short, refresh=False)
+            self.bar.note(short)
         return record
 
     def values(self, nimg: int, values: dict[str, float], label: str | None = None) -> None:
@@ -128,7 +126,7 @@ class RunLogger:
         if self.bar is not None:
             self.bar.write(text)
         else:
-            print(text, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if not self.enabled:

@@ -502,6 +502,8 @@ def save_snapshot(out: Path, cfg: TrainConfig, nets: Nets, opts: dict, loader, a
             "loader": loader.state_dict(), "ranks": ranks_state}, cfg.log.keep)
         meta = {"kimg": nimg / 1000, "fps": float(archive.fps or 8), "class_names": list(archive.class_names),
                 "source": cfg.data.source, "final": final}
+        if cfg.log.preview_frames and n.G_ema.can_extend:
+            meta["preview_frames"] = int(cfg.log.preview_frames)
         export_path = checkpoint.save_export(out, nimg, n.G_ema, n.name, n.kwargs, meta, cfg.log.keep)
         logger.message(f"saved {state_path.name} and {export_path.name}"
                        + (f" (parameters identical on {world} ranks)" if world > 1 else ""))
