@@ -47,6 +47,9 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default=None, help="encoder speed preset (x264: ultrafast..veryslow)")
     p.add_argument("--jobs", type=int, default=1, help="videos encoded in parallel (one file per seed)")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument("--steps", type=int, default=None, help="flow models: ODE steps (default: the export's)")
+    p.add_argument("--cfg", type=float, default=None, help="flow models: classifier-free guidance scale (1 = none)")
+    p.add_argument("--solver", choices=["euler", "heun"], default=None, help="flow models: ODE solver")
 
 
 def run(args) -> int:
@@ -72,7 +75,9 @@ def run(args) -> int:
     # Under torchrun each rank drives its own device (cuda:LOCAL_RANK) and takes its share of the seeds.
     device = dist.init(args.device) if dist.is_torchrun() else args.device
     with dist.session():
-        return _write(args, seeds, out, codec, load(args.export, device=device))
+        model = load(args.export, device=device)
+        model.set_sampler(args.steps, args.cfg, args.solver)
+        return _write(args, seeds, out, codec, model)
 
 
 def _write(args, seeds, out, codec, model) -> int:

@@ -26,7 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--class", dest="class_", default=None, help="class index or name (conditional models)")
     p.add_argument("--truncation", type=float, default=1.0, help="latent temperature in [0, 2]")
     p.add_argument("--overlap", type=int, default=None,
-                   help="cross-faded frames between consecutive clips (fixed-length models; default T/4)")
+                   help="frames shared by consecutive clips: cross-faded (fixed-length models; default T/4), or "
+                        "continued (flow models; default T/2)")
     p.add_argument("--drift", type=int, default=4, help="clips between latent keypoints (fixed-length models)")
     p.add_argument("--format", dest="fmt", default=None, choices=["mpegts", "raw"],
                    help="byte-stream format for --out - (default mpegts)")
@@ -40,6 +41,9 @@ def add_arguments(p) -> None:
     p.add_argument("--realtime", action="store_true", help="pace output to the target fps (live viewing)")
     p.add_argument("--no-thread", action="store_true", help="encode on the generating thread (no overlap)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--steps", type=int, default=None, help="flow models: ODE steps (default: the export's)")
+    p.add_argument("--cfg", type=float, default=None, help="flow models: classifier-free guidance scale (1 = none)")
+    p.add_argument("--solver", choices=["euler", "heun"], default=None, help="flow models: ODE solver")
 
 
 def run(args) -> int:
@@ -62,6 +66,7 @@ def run(args) -> int:
         raise KinemaError(f"{args.export}: an ONNX file runs with --runtime onnx")
     else:
         model = load(args.export, device=args.device)
+        model.set_sampler(args.steps, args.cfg, args.solver)
     fps = args.fps or model.fps
     if args.out == "-" or args.fmt == "raw":
         h = w = model.resolution

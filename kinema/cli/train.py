@@ -26,7 +26,8 @@ FIELDS = {
     "data": ("data", "source"), "resolution": ("data", "resolution"), "frames": ("data", "frames"),
     "workers": ("data", "num_workers"), "flip": ("data", "flip"),
     "model": ("model", "name"), "width": ("model", "width"), "conditional": ("model", "conditional"),
-    "spectral_norm": ("model", "spectral_norm"),
+    "spectral_norm": ("model", "spectral_norm"), "vae": ("model", "vae"),
+    "class_dropout": ("loss", "class_dropout"),
     "loss": ("loss", "kind"), "r1": ("loss", "r1_gamma"), "r1_interval": ("loss", "r1_interval"),
     "lr_g": ("optim", "g_lr"), "lr_d": ("optim", "d_lr"), "grad_clip": ("optim", "grad_clip"),
     "weight_decay": ("optim", "weight_decay"),
@@ -43,8 +44,13 @@ FIELDS = {
 def add_arguments(p) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="prepared archive folder or builtin:NAME (default: the preset's, builtin:moving_digits)")
-    p.add_argument("--preset", default="default", help="starting configuration: default, demo, tiny, gpu64")
+    p.add_argument("--preset", default="default", help="starting configuration: default, demo, tiny, gpu64, vaegrid, flow")
     p.add_argument("--model", choices=list(MODELS), help="model (preset: mocogan)")
+    p.add_argument("--model-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option (repeatable), VALUE as JSON where it parses: latent=grid, depth=6, patch=[1,2,2]")
+    p.add_argument("--vae", metavar="RUN|STATE|EXPORT",
+                   help="flow: learn the latents of this videovae run (latent=grid); default: pixels")
+    p.add_argument("--class-dropout", type=float, help="flow: share of clips trained without their class (for --cfg)")
     p.add_argument("--kimg", type=float, help="train for this many thousand clips (preset: 500)")
     p.add_argument("--minutes", type=float, help="also stop after this many minutes of wall clock")
     p.add_argument("--batch", type=int, help="global batch, split over ranks (preset: 32)")
@@ -98,6 +104,22 @@ def _diffaug(spec: str) -> dict:
             "cutout": 0.5 if "cutout" in parts else 0.0, "color": "color" in parts}
 
 
+def _model_opts(items: list[str]) -> dict:
+    """``["depth=6", "latent=grid"]`` -> ``{"depth": 6, "latent": "grid"}`` (values as JSON where they parse)."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise KinemaError(f"--model-opt: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
 def resolve_config(args):
     """The config this command line asks for (base: --config, the run's config.json on resume, or a preset)."""
     import dataclasses
@@ -123,6 +145,8 @@ def resolve_config(args):
             sections.setdefault(section, {})[field] = value
     if getattr(args, "quiet", False):
         sections.setdefault("log", {})["progress"] = False
+    if args.model_opt:
+        sections.setdefault("model", {})["extra"] = {**cfg.model.extra, **_model_opts(args.model_opt)}
     cfg = override(cfg, **sections)
     if args.diffaug is not None:
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, augment=DiffAugConfig(**_diffaug(args.diffaug))))

@@ -185,6 +185,13 @@ class ClipLoader:
         self.step += 1
         return item
 
+    def next_indices(self) -> np.ndarray:
+        """This rank's clip indices of the next batch, advancing the position as ``next()`` does
+        (for loaders of per-clip data computed once, e.g. cached latents: same order, same state)."""
+        idx, _, _ = self._data.indices(self.step)
+        self.step += 1
+        return idx
+
     def state_dict(self) -> dict:
         d = self._data
         return {"step": self.step, "seed": self.seed, "num_clips": self.archive.num_clips,

@@ -10,7 +10,8 @@ Every generator has ``resolution, frames, channels, num_classes, can_extend``,
 ``make_latents(n, frames=None, generator=None, device="cpu") -> dict`` and
 ``forward(latents, labels=None) -> [n, C, T, H, W]``. Every discriminator has
 ``forward(video [B, C, T, H, W], labels=None) -> list[Tensor]``. The VAE has ``E(video) ->
-(mu, logvar)`` and ``videovae.vae_loss``. Call ``G.eval()`` before sampling: generators use
+(mu, logvar)`` and ``videovae.vae_loss``; the flow transformer (kind "flow") has ``flow.flow_loss``
+and integrates an ODE inside ``forward`` (``G.sampler``: steps, solver, cfg). Call ``G.eval()`` before sampling: generators use
 BatchNorm, whose batch statistics would otherwise tie a video to the rest of its batch.
 """
 
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from kinema.errors import KinemaError
-from kinema.models import ctgan, dcgan, mocogan, videogan, videovae
+from kinema.models import ctgan, dcgan, flow, mocogan, videogan, videovae
 from kinema.models.options import check
 
 
@@ -34,7 +35,7 @@ class ModelSet:
     G: nn.Module
     D: nn.Module | None
     E: nn.Module | None
-    kind: str  # "gan" | "vae"
+    kind: str  # "gan" | "vae" | "flow"
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -47,6 +48,7 @@ MODELS: dict[str, Callable[..., ModelSet]] = {
     "videogan": videogan.build,
     "videovae": videovae.build,
     "ctgan": ctgan.build,
+    "flow": flow.build,
 }
 
 

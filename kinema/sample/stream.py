@@ -21,6 +21,11 @@ that declares none makes fixed-length clips):
   whose latents drift slowly along a slerp path through random keypoints (a new keypoint every
   ``drift`` clips), the last ``overlap`` frames of each clip cross-faded into the first frames of
   the next. Clips of nearby latents look alike, so the dissolve joins similar pictures.
+* ``"continue"`` (flow): sliding-window continuation. Each new window's first ``overlap`` frames
+  (whole latent frames of the model: multiples of its temporal compression) are the last ones of
+  the window before, held on their straight noise-to-data path while the ODE runs (conditioning
+  by replacement, no retraining), so the model fills in what comes next; only the new frames are
+  written. Each window costs one full sample, so ``T - overlap`` new frames cost a T-frame clip.
 
 Sinks: a file (any codec of :mod:`kinema.io`, written atomically on close), or a byte stream
 (``"-"`` = stdout, or a binary file object) carrying MPEG-TS (pipe-able into ffplay/ffmpeg/VLC)
@@ -146,7 +151,34 @@ def _clip_source(G, gen, label, chunk, device, psi, overlap: int, drift: int) ->
         yield torch.cat(out, 2)
 
 
-STRATEGIES = ("continuous", "recurrent", "walk", "clips")
+def _continue_source(G, gen, label, device, psi, overlap: int) -> Iterator[torch.Tensor]:
+    """Flow G: windows that continue the last ``overlap`` frames of the previous one (see the module doc)."""
+    t_lat = int(G.latent_shape[1])
+    per = int(G.frames) // t_lat                              # pixel frames per latent frame
+    if overlap % per or not 0 < overlap // per < t_lat:
+        raise KinemaError(f"overlap must be a multiple of {per} frames between {per} and {int(G.frames) - per} "
+                          f"for this model, got {overlap}")
+    k = overlap // per
+    z = y = None
+    while True:
+        noise = G.make_latents(1, generator=gen, device=device)["noise"] * psi   # [1, Zc, t, g, g]
+        with torch.no_grad():
+            if z is None:
+                if G.num_classes:  # drawn after the first noise, as `generate` draws a seed's class
+                    label = int(torch.randint(G.num_classes, (1,), generator=gen)) if label is None else label
+                    y = torch.tensor([label], device=device)
+                z = G.sample(noise, y, **G.sampler)
+                yield G.decode(z)                             # the first window whole
+                continue
+            mask = torch.zeros_like(noise)
+            mask[:, :, :k] = 1
+            values = torch.zeros_like(noise)
+            values[:, :, :k] = z[:, :, t_lat - k:]
+            z = G.sample(noise, y, known=(values, mask), **G.sampler)
+            yield G.decode(z)[:, :, overlap:]                 # only the new frames
+
+
+STRATEGIES = ("continuous", "continue", "recurrent", "walk", "clips")
 
 
 def pick_strategy(G) -> str:
@@ -175,9 +207,9 @@ def frame_chunks(G, frames: int, seed: int = 0, chunk: int = 16, class_=None, tr
     gen = torch.Generator().manual_seed(int(seed))
     G.eval()
     strategy = strategy or pick_strategy(G)
-    # A seed's class: drawn first, except for continuous streams, which draw it after the first
-    # latents exactly as `generate` does (so their frames are the seed's video).
-    if G.num_classes and label is None and strategy != "continuous":
+    # A seed's class: drawn first, except for continuous and continued streams, which draw it after
+    # the first latents exactly as `generate` does (so their frames are the seed's video).
+    if G.num_classes and label is None and strategy not in ("continuous", "continue"):
         label = int(torch.randint(G.num_classes, (1,), generator=gen))
     if strategy == "continuous":
         source = _continuous_source(G, gen, label, int(chunk), device, psi)
@@ -185,6 +217,8 @@ def frame_chunks(G, frames: int, seed: int = 0, chunk: int = 16, class_=None, tr
         source = _recurrent_source(G, gen, label, int(chunk), device, psi)
     elif strategy == "walk":
         source = _walk_source(G, gen, label, int(chunk), device, psi)
+    elif strategy == "continue":
+        source = _continue_source(G, gen, label, device, psi, int(G.frames) // 2 if overlap is None else int(overlap))
     elif strategy == "clips":
         ov = max(1, int(G.frames) // 4) if overlap is None else int(overlap)
         source = _clip_source(G, gen, label, int(chunk), device, psi, ov, int(drift))

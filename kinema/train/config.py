@@ -35,6 +35,7 @@ class ModelConfig:
     conditional: bool = False              # condition on the archive's labels (if it has any)
     spectral_norm: bool = False            # passed to the models that support it
     extra: dict = field(default_factory=dict)  # other model-specific kwargs, passed through as is
+    vae: str | None = None                 # flow: a videovae (latent="grid") run/state/export whose latents to learn
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class LossConfig:
     r1_interval: int = 4                   # lazy regularisation: every N D steps, gamma scaled by N
     augment: DiffAugConfig = field(default_factory=DiffAugConfig)
     kl_weight: float = 1.0                 # videovae: beta, the weight of the KL term
+    class_dropout: float = 0.1             # flow: share of clips trained without their class (for --cfg)
+    time_mean: float = 0.0                 # flow: flow times t = sigmoid(N(time_mean, time_std^2))
+    time_std: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,10 @@ class TrainConfig:
         """Raise a one-line KinemaError for impossible settings; return self."""
         checks = [
             (self.model.name in MODELS, f"model: unknown model {self.model.name!r} ({', '.join(MODELS)})"),
+            (not self.model.vae or self.model.name == "flow", "vae: only the flow model learns a VAE's latents"),
+            (not (self.model.vae and self.data.flip), "flip: not available with --vae (latents are cached unflipped)"),
+            (0 <= self.loss.class_dropout < 1, "class_dropout: must be in [0, 1)"),
+            (self.loss.time_std > 0, "time_std: must be > 0"),
             (self.loss.kind in ("ns", "hinge"), f"loss: unknown kind {self.loss.kind!r} (ns, hinge)"),
             (self.schedule.batch >= 1, "batch: must be >= 1"),
             (self.schedule.kimg > 0 or self.schedule.minutes > 0, "kimg: must be > 0 (or give --minutes)"),
@@ -218,7 +226,33 @@ def preset_gpu64() -> TrainConfig:
     )
 
 
-PRESETS = {"default": preset_default, "demo": preset_demo, "tiny": preset_tiny, "gpu64": preset_gpu64}
+def preset_vaegrid() -> TrainConfig:
+    """A videovae with a spatial latent grid ([8, 4, 8, 8] at 32x32x16), the flow model's latent space.
+
+    A light KL weight (1e-3 per pixel) keeps the posterior means informative; the flow model
+    normalises them per channel anyway.
+    """
+    return TrainConfig(
+        model=ModelConfig(name="videovae", width=32, extra={"latent": "grid", "grid_res": 8, "z_dim": 8}),
+        loss=LossConfig(kl_weight=1e-3),
+        optim=OptimConfig(g_lr=2e-3, betas=(0.9, 0.99)),
+        schedule=ScheduleConfig(kimg=0.0, minutes=5.0, batch=32, ema_kimg=1.0),
+        log=LogConfig(out="runs/vae", snapshot_kimg=5.0, sample_kimg=1e9),
+    )
+
+
+def preset_flow() -> TrainConfig:
+    """The flow transformer on a VAE's latents (give ``--vae RUN``), class-conditional, 15 minutes."""
+    return TrainConfig(
+        model=ModelConfig(name="flow", width=128, conditional=True, extra={"depth": 4, "heads": 4}),
+        optim=OptimConfig(g_lr=1e-3, betas=(0.9, 0.99)),
+        schedule=ScheduleConfig(kimg=0.0, minutes=15.0, batch=32, ema_kimg=2.0, ema_rampup=0.1),
+        log=LogConfig(out="runs/flow", snapshot_kimg=5.0, sample_kimg=1e9),
+    )
+
+
+PRESETS = {"default": preset_default, "demo": preset_demo, "tiny": preset_tiny, "gpu64": preset_gpu64,
+           "vaegrid": preset_vaegrid, "flow": preset_flow}
 
 
 def get_preset(name: str) -> TrainConfig:

@@ -1,12 +1,13 @@
 """The training loop: ``train(config)`` reads top to bottom; each phase is a function above it.
 
 Each iteration takes one global batch of real clips and runs the phases that are due for the
-model's kind (``STEPS``: ``gan_step``, ``vae_step``):
+model's kind (``STEPS``: ``gan_step``, ``vae_step``, ``flow_step``):
 
     D main   every step          D on augmented real vs. augmented G(z) clips (G frozen)
     D reg    every r1_interval   R1 on augmented reals, gamma scaled by the interval (lazy)
     G main   every d_steps       G through a frozen D (non-saturating or hinge)
     VAE main every step          (videovae) encoder + decoder on reconstruction + KL
+    flow main every step         (flow) velocity of the straight noise-to-data path (rectified flow)
 
 then updates the EMA generator, logs, and saves. Every phase has its own optimizer step and
 sets ``requires_grad`` so that only the network it trains accumulates gradients. A phase reads
@@ -51,6 +52,7 @@ from kinema.fsutil import atomic_write_text
 from kinema import dist
 from kinema.models.latents import draw_times, take_frames
 from kinema.train import checkpoint, losses
+from kinema.train import flow as flow_train
 from kinema.devices import to_device
 from kinema.train.augment import GlobalDraws, from_config as make_augment
 from kinema.train.config import Runtime, TrainConfig, describe, to_json
@@ -362,6 +364,23 @@ def vae_main(ctx: StepContext, real, labels, stats_on: bool) -> None:
         ctx.stats.add(f"loss/VAE_{k}", terms[k])
 
 
+def flow_main(ctx: StepContext, real, labels, stats_on: bool) -> None:
+    """Regress the velocity ``real - noise`` at logit-normal times; each clip's class dropped with
+    probability ``class_dropout`` (the unconditional model of classifier-free guidance). ``real``
+    is a batch of clips, or of a frozen VAE's normalised latents."""
+    from kinema.models.flow import flow_loss
+
+    cfg, d, n = ctx.cfg.loss, ctx.draws, ctx.nets
+    gen = GlobalDraws(d.latent, d.rank, d.world) if d.invariant else d.latent
+    noise, t, drop = flow_train.draws(gen, real, cfg.class_dropout, cfg.time_mean, cfg.time_std)
+    with ctx.amp:
+        terms = flow_loss(n.G_train, real, labels, noise, t, drop)
+    ctx.guard.add("flow", terms["total"])
+    terms["total"].backward()
+    _opt_step(ctx.opts["G"], [p for p in n.G.parameters() if p.requires_grad], "flow", ctx, stats_on)
+    ctx.stats.add("loss/flow", terms["total"])
+
+
 # One training step per model kind: which phases run, and when.
 
 def gan_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bool) -> None:
@@ -384,7 +403,12 @@ def vae_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bo
         vae_main(ctx, real, labels, stats_on)
 
 
-STEPS = {"gan": gan_step, "vae": vae_step}
+def flow_step(ctx: StepContext, step: int, real, labels, batch: int, stats_on: bool) -> None:
+    with _phase("flow_main"):
+        flow_main(ctx, real, labels, stats_on)
+
+
+STEPS = {"gan": gan_step, "vae": vae_step, "flow": flow_step}
 
 
 # Set-up helpers, in the order train() calls them.
@@ -398,12 +422,17 @@ def _runtime(cfg: TrainConfig, device: torch.device):
     return rt, torch.autocast(device.type, dtype=torch.bfloat16, enabled=rt.bf16)
 
 
-def _build_nets(cfg: TrainConfig, channels: int, num_classes: int, device, rt: Runtime) -> Nets:
-    """The same initial weights on every rank (from the shared seed; DDP checks it) + G_ema."""
+def _build_nets(cfg: TrainConfig, channels: int, num_classes: int, device, rt: Runtime,
+                flow_data: "flow_train.FlowData | None" = None) -> Nets:
+    """The same initial weights on every rank (from the shared seed; DDP checks it) + G_ema.
+    ``flow_data``: a flow model's VAE (options and frozen decoder weights) and latent statistics."""
     from kinema.models import build
 
     torch.manual_seed(cfg.schedule.seed)
-    models = build(cfg.model.name, **model_kwargs(cfg, channels, num_classes))
+    kwargs = model_kwargs(cfg, channels, num_classes)
+    models = build(cfg.model.name, **(kwargs if flow_data is None else {**kwargs, **flow_data.model_kwargs}))
+    if flow_data is not None:
+        flow_data.attach(models.G)
     G, D, E = (m.to(device) if m is not None else None for m in (models.G, models.D, models.E))
     if rt.channels_last:
         for net in (G, D, E):
@@ -424,7 +453,9 @@ def _seed_draws(cfg: TrainConfig, num_classes: int, device) -> Draws:
 
 
 def _optimizers(nets: Nets, cfg: TrainConfig, device, fused: bool) -> dict:
-    """TTUR learning rates for the GANs; the VAE trains E and G together."""
+    """TTUR learning rates for the GANs; the VAE trains E and G together; flow: G's unfrozen weights."""
+    if nets.kind == "flow":
+        return {"G": _optimizer([p for p in nets.G.parameters() if p.requires_grad], cfg.optim.g_lr, cfg, device, fused)}
     if nets.kind == "gan":
         return {"G": _optimizer(nets.G.parameters(), cfg.optim.g_lr, cfg, device, fused),
                 "D": _optimizer(nets.D.parameters(), cfg.optim.d_lr, cfg, device, fused)}
@@ -560,11 +591,15 @@ def _train(cfg: TrainConfig, resume: str | None, log, on_step) -> TrainResult:
     batch, out = cfg.schedule.batch // world, Path(cfg.log.out)
     rt, amp = _runtime(cfg, device)
     archive, cfg, num_classes = _open_data(cfg)
-    nets = _build_nets(cfg, int(archive.channels), num_classes, device, rt)
+    # Flow models on a VAE's latents: the archive encoded once (cached), the VAE's options and decoder.
+    flow_data = flow_train.setup(cfg, archive, device, say) if cfg.model.name == "flow" else None
+    nets = _build_nets(cfg, int(archive.channels), num_classes, device, rt, flow_data)
     draws = _seed_draws(cfg, num_classes, device)
     opts = _optimizers(nets, cfg, device, rt.fused)
     loader = ClipLoader(archive, batch, seed=cfg.schedule.seed, augment=AugmentConfig(flip=cfg.data.flip),
                         rank=rank, world_size=world, num_workers=cfg.data.num_workers, device=device)
+    if flow_data is not None:
+        loader = flow_data.loader(loader)   # latent models: the cached latents of the same clips
 
     # Resume: weights, optimizers, counters, loader position and every RNG state.
     nimg, step = 0, 0
