@@ -132,8 +132,8 @@ class FlowTransformer(nn.Module):
         else:  # sincos: time 1-D, space as row and column halves
             ys, xs = torch.meshgrid(torch.arange(hh), torch.arange(ww), indexing="ij")
             space = torch.cat([sincos(ys.flatten().float(), dim // 2), sincos(xs.flatten().float(), dim - dim // 2)], 1)
-            self.register_buffer("pos_t", sincos(torch.arange(tt).float(), dim)[None, :, None], persistent=False)
-            self.register_buffer("pos_s", space[None, None], persistent=False)
+            self.register_buffer("pos_t", sincos(torch.arange(tt).float(), dim)[None, :, None])
+            self.register_buffer("pos_s", space[None, None])
         self.t_embed = TimeEmbedding(dim)
         self.y_embed = nn.Embedding(num_classes + 1, dim) if num_classes else None
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
@@ -234,12 +234,13 @@ class FlowGenerator(nn.Module):
         else:
             self.latent_shape = (channels, frames, resolution, resolution)
         zc = self.latent_shape[0]
-        mean = torch.as_tensor(latent_mean if latent_mean is not None else [0.0] * zc, dtype=torch.float32)
-        std = torch.as_tensor(latent_std if latent_std is not None else [1.0] * zc, dtype=torch.float32)
-        if mean.shape != (zc,) or std.shape != (zc,) or not bool((std > 0).all()):
+        mean = [0.0] * zc if latent_mean is None else [float(v) for v in latent_mean]
+        std = [1.0] * zc if latent_std is None else [float(v) for v in latent_std]
+        if len(mean) != zc or len(std) != zc or min(std) <= 0:
             raise KinemaError(f"model flow: latent_mean/latent_std must be {zc} numbers (std > 0)")
-        self.register_buffer("latent_mean", mean.view(1, zc, 1, 1, 1), persistent=False)
-        self.register_buffer("latent_std", std.view(1, zc, 1, 1, 1), persistent=False)
+        # Saved with the weights as well as in the options: an export rebuilds every tensor from its file.
+        self.register_buffer("latent_mean", torch.tensor(mean).view(1, zc, 1, 1, 1))
+        self.register_buffer("latent_std", torch.tensor(std).view(1, zc, 1, 1, 1))
         self.net = FlowTransformer(zc, *self.latent_shape[1:], num_classes=num_classes, **net)
         self.sampler = dict(sampler)
 

@@ -40,7 +40,7 @@ CACHE_VERSION = 1
 
 def _state_of(spec) -> Path:
     """A videovae run folder, training state, or export -> the training state holding E and G."""
-    from kinema.train.checkpoint import EXPORT_RE, list_states, state_path
+    from kinema.train.checkpoint import EXPORT_RE, list_states
 
     path = Path(spec)
     if path.is_dir():
@@ -50,11 +50,10 @@ def _state_of(spec) -> Path:
         return states[-1][1]
     if path.suffix == ".pt":
         return path
-    stem = path.with_suffix(".safetensors").name
-    m = EXPORT_RE.match(stem)
+    m = EXPORT_RE.match(path.with_suffix(".safetensors").name)
     if not m:
         raise KinemaError(f"{path}: not a videovae run folder, training state or export")
-    state = state_path(path.parent, int(m.group(1)) * 1000)
+    state = path.parent / f"training-state-{m.group(1)}.pt"   # saved together, same tag
     if not state.is_file():
         raise KinemaError(f"{path}: its training state {state.name} is gone (the encoder is read from it); "
                           f"name the run folder to use its newest state")
