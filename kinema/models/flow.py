@@ -256,8 +256,8 @@ class FlowGenerator(nn.Module):
         if "x" in latents:  # training: the velocity at (x_t, t)
             return self.net(latents["x"], latents["t"], labels)
         need_labels(self.num_classes, labels, "flow")
-        z = self.sample(latents["noise"], labels, **self.sampler)
-        return self.decode(z)
+        with torch.no_grad():  # sampling is never differentiated: no graph over the ODE's steps
+            return self.decode(self.sample(latents["noise"], labels, **self.sampler))
 
     # Pieces, for samplers that need them (streams, interpolation).
 

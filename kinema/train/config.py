@@ -229,12 +229,13 @@ def preset_gpu64() -> TrainConfig:
 def preset_vaegrid() -> TrainConfig:
     """A videovae with a spatial latent grid ([8, 4, 8, 8] at 32x32x16), the flow model's latent space.
 
-    A light KL weight (1e-3 per pixel) keeps the posterior means informative; the flow model
-    normalises them per channel anyway.
+    KL weight 1e-2 per pixel: on moving digits it reconstructed better than 1e-3 in the same
+    budget (posterior noise regularises the shallow decoder); the flow model learns the posterior
+    means, normalised per channel.
     """
     return TrainConfig(
         model=ModelConfig(name="videovae", width=32, extra={"latent": "grid", "grid_res": 8, "z_dim": 8}),
-        loss=LossConfig(kl_weight=1e-3),
+        loss=LossConfig(kl_weight=1e-2),
         optim=OptimConfig(g_lr=2e-3, betas=(0.9, 0.99)),
         schedule=ScheduleConfig(kimg=0.0, minutes=5.0, batch=32, ema_kimg=1.0),
         log=LogConfig(out="runs/vae", snapshot_kimg=5.0, sample_kimg=1e9),
@@ -242,11 +243,14 @@ def preset_vaegrid() -> TrainConfig:
 
 
 def preset_flow() -> TrainConfig:
-    """The flow transformer on a VAE's latents (give ``--vae RUN``), class-conditional, 15 minutes."""
+    """The flow transformer on a VAE's latents (give ``--vae RUN``), class-conditional, 15 minutes.
+
+    Batch 16: on a CPU budget optimizer steps are what counts.
+    """
     return TrainConfig(
         model=ModelConfig(name="flow", width=128, conditional=True, extra={"depth": 4, "heads": 4}),
         optim=OptimConfig(g_lr=1e-3, betas=(0.9, 0.99)),
-        schedule=ScheduleConfig(kimg=0.0, minutes=15.0, batch=32, ema_kimg=2.0, ema_rampup=0.1),
+        schedule=ScheduleConfig(kimg=0.0, minutes=15.0, batch=16, ema_kimg=2.0, ema_rampup=0.1),
         log=LogConfig(out="runs/flow", snapshot_kimg=5.0, sample_kimg=1e9),
     )
 
