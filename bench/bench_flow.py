@@ -26,15 +26,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 
-def run(cmd: list[str]) -> None:
+def run(cmd: list[str]) -> float:
+    """Run ``cmd``; returns the CPU seconds (user + system) it used: on a shared machine the wall
+    clock budget buys a varying amount of computation, so both are reported."""
     print("+ " + " ".join(cmd), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def kinema(*args: str, threads: int) -> list[str]:
@@ -152,9 +158,10 @@ def main() -> int:
         t0 = time.perf_counter()
         warm_cache(vae)
         print(f"latent cache ready after {time.perf_counter() - t0:.1f} s", flush=True)
-        run(kinema("train", "builtin:moving_digits", "--preset", "flow", "--vae", str(vae), "--minutes",
-                   str(args.minutes), "--snapshot-kimg", str(args.snapshot_kimg), "--keep", "1000", "--out", str(flow),
-                   threads=args.threads))
+        cpu = run(kinema("train", "builtin:moving_digits", "--preset", "flow", "--vae", str(vae), "--minutes",
+                         str(args.minutes), "--snapshot-kimg", str(args.snapshot_kimg), "--keep", "1000", "--out",
+                         str(flow), threads=args.threads))
+        (out / "train_cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
     real = real_clips(args.samples)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                "CPU") if os.path.exists("/proc/cpuinfo") else "CPU"
@@ -165,8 +172,11 @@ def main() -> int:
     result["vae"] = vae_check(vae, real)
     status = json.loads((flow / "status.json").read_text()) if (flow / "status.json").exists() else {}
     rows = [json.loads(line) for line in (flow / "log.jsonl").read_text().splitlines() if line.strip()]
+    cpu_file = out / "train_cpu_seconds.txt"
     result["training"] = {"kimg": rows[-1]["kimg"], "clips_per_s_last": rows[-1].get("clips_per_s"),
-                          "status": status.get("state") or status.get("status")}
+                          "wall_seconds": round(rows[-1]["time"] - status["started"], 1) if "started" in status else None,
+                          "cpu_seconds": float(cpu_file.read_text()) if cpu_file.exists() else None,
+                          "status": status.get("state")}
     times = snapshot_times(flow)
     curve = []
     for _, export in list_exports(flow):

@@ -7,7 +7,8 @@ from kinema.cli._args import Range
 NAME = "generate"
 HELP = "generate videos from an exported model (one seed per video), or an interpolation between seeds"
 ORDER = 40
-RANGES = {"walk_loop": Range(int, 2), "interpolate": Range(int, 2), "jobs": Range(int, 1, 256)}  # kinema.cli._args
+RANGES = {"walk_loop": Range(int, 2), "interpolate": Range(int, 2), "jobs": Range(int, 1, 256),
+          "steps": Range(int, 1, 10000), "cfg": Range(float, 0, 100)}  # kinema.cli._args
 DESCRIPTION = """Generate videos from an inference export (.safetensors + .json, or a run folder: its latest
 export). Output: one file per video in --out DIR (default), one video file when --out names one
 (OUT.mp4, .webm, .gif, ...: the video of a single seed, or a grid of several), a tiled grid video

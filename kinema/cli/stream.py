@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from kinema.cli._args import NONNEG_INT
+from kinema.cli._args import NONNEG_INT, Range
 
 NAME = "stream"
 HELP = "generate one long video chunk by chunk, encoded as it goes (file or stdout), in bounded memory"
 ORDER = 41
-RANGES = {"overlap": NONNEG_INT}  # numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args)
+RANGES = {"overlap": NONNEG_INT, "steps": Range(int, 1, 10000), "cfg": Range(float, 0, 100)}  # numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args)
 DESCRIPTION = """Generate --frames frames of one seed in chunks, encoding each chunk as soon as it is made,
 so memory stays flat for any length. --out FILE writes a file atomically; --out - writes MPEG-TS
 (or --format raw: headerless rgb24 frames) to stdout, e.g.

@@ -19,7 +19,8 @@ HELP = "train a video model on an archive or a built-in dataset"
 ORDER = 30
 # Numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args).
 RANGES = {"r1": NONNEG, "grad_clip": NONNEG, "weight_decay": NONNEG, "ema_kimg": NONNEG, "workers": NONNEG_INT,
-          "threads": Range(int, 1, 1024), "gpus": Range(int, 1, 1024), "resolution": SIDE}
+          "threads": Range(int, 1, 1024), "gpus": Range(int, 1, 1024), "resolution": SIDE,
+          "class_dropout": Range(float, 0, 1)}
 
 # option -> (config section, field); None values (not given) leave the base config alone.
 FIELDS = {
