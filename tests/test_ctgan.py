@@ -153,3 +153,20 @@ def test_training_on_moving_squares_learns_motion_that_extension_keeps(tmp_path,
     long = to_uint8(generate(G, range(16), frames=32, config=config))
     first, last = centroid_speed(long[:, :8]), centroid_speed(long[:, -8:])
     assert last.mean() > 0.5 * first.mean() and last.mean() > 0.4
+
+
+def test_interpolation_in_content_or_motion():
+    from kinema.sample.generate import generate
+    from kinema.sample.interpolate import interpolate
+
+    G = moving(build("ctgan", width=4, frames=8).G)
+    ends = generate(G, [1, 2])
+    path = interpolate(G, [1, 2], steps=4)                         # seed 1, 3 steps between, seed 2
+    assert path.shape == (5, 1, 8, 32, 32)
+    assert torch.allclose(path[0], ends[0], atol=1e-5) and torch.allclose(path[-1], ends[1], atol=1e-5)
+    # Content only: the motion stays the first seed's, so the window moves along the same path
+    # while the picture changes; motion only: the reverse.
+    content = interpolate(G, [1, 2], steps=4, space="content")
+    motion = interpolate(G, [1, 2], steps=4, space="motion")
+    assert not torch.allclose(content[-1], ends[1], atol=1e-3) and not torch.allclose(motion[-1], ends[1], atol=1e-3)
+    assert not torch.allclose(content[-1], motion[-1], atol=1e-3)
