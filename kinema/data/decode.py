@@ -9,9 +9,12 @@ Steps for one video:
    kinema's one retiming rule (``kinema.io.resample_fps``, sample and hold: target time
    ``t0 + k / fps`` takes the source frame on screen then, the same frames ``kinema encode
    --fps`` picks); this handles variable frame rate and up/down-sampling alike;
-3. resize each kept frame once: crop (scale to cover, crop centre or a seeded random offset)
-   or pad (scale to fit, letterbox), antialiased (PIL's resampling filters widen their support
-   when shrinking, i.e. area-like averaging);
+3. resize: crop (scale to cover, crop centre or a seeded random offset) or pad (scale to fit,
+   letterbox), antialiased. Video files are scaled by FFmpeg's scaler in the same pass that
+   converts the decoded YUV picture to RGB (area averaging when shrinking; the crop offset
+   rounded to whole pixels of the scaled frame), so no full-size RGB frame is ever made; frame
+   folders and rotated videos are converted first and resized with Pillow (bicubic after an
+   integer box reduction). ``bench/bench_ingest.py`` measures the difference;
 4. choose clip starts (stride, evenly spread when capped) and keep only frames some clip uses.
 """
 
@@ -41,6 +44,7 @@ class DecodeSettings:
     seed: int = 0
     max_side: int | None = None      # refuse larger frames before decoding (None: kinema.io's 8192)
     threads: int = 0                 # decoder threads per video (1 inside a pool of workers)
+    scaler: bool = True              # resize in FFmpeg's scaler while decoding (False: Pillow on RGB frames)
 
 
 def clip_starts(n: int, frames: int, stride: int, max_clips: int | None) -> np.ndarray:
@@ -84,6 +88,35 @@ class _Fitter:
         self.box = (x0, y0, x0 + cw, y0 + ch)
         self.inner = (W, H)
 
+    def scaled_plan(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """For resizing in the decoder: ((width, height) to scale the whole frame to, (x, y) of
+        the target window in the scaled frame). Crop: the frame scaled so that the crop box becomes
+        exactly the target size, the box's offset rounded to whole pixels; pad: the fitted size."""
+        self._setup(h, w)
+        if self.s.resize == "pad":
+            return self.inner, (0, 0)
+        H, W = self.s.resolution
+        x0, y0, x1, y1 = self.box
+        sx, sy = W / (x1 - x0), H / (y1 - y0)
+        full = (max(W, round(w * sx)), max(H, round(h * sy)))
+        return full, (min(round(x0 * sx), full[0] - W), min(round(y0 * sy), full[1] - H))
+
+    def cut(self, frame: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+        """A frame the decoder already scaled (see :meth:`scaled_plan`) -> ``[H, W, C]``."""
+        H, W = self.s.resolution
+        if self.s.resize == "crop":
+            frame = frame[offset[1]:offset[1] + H, offset[0]:offset[0] + W]
+        if self.s.channels == 1:  # Pillow's RGB -> L: ITU-R 601-2 luma, fixed point
+            frame = ((frame.astype(np.uint32) @ np.array([19595, 38470, 7471], np.uint32) + 0x8000) >> 16)
+            frame = frame.astype(np.uint8)[..., None]
+        frame = np.ascontiguousarray(frame)
+        if self.s.resize == "pad":
+            canvas = np.zeros((H, W, frame.shape[-1]), np.uint8)
+            y0, x0 = (H - frame.shape[0]) // 2, (W - frame.shape[1]) // 2
+            canvas[y0:y0 + frame.shape[0], x0:x0 + frame.shape[1]] = frame
+            frame = canvas
+        return frame
+
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         if self.box is None:
             self._setup(*frame.shape[:2])
@@ -126,9 +159,15 @@ def _decode(path: Path, name: str, s: DecodeSettings) -> dict:
     info = probe(path, max_side=s.max_side)  # unreadable, audio-only, absurd sizes: refused here
     fit = _Fitter(s, name)
     times: list[float] = []
+    # Video files without a display rotation: FFmpeg's scaler resizes while converting to RGB
+    # (one pass over the decoded picture, no full-size RGB frame); frame folders and rotated
+    # videos take the Pillow path.
+    size = offset = None
+    if s.scaler and not path.is_dir() and info.rotation == 0:
+        size, offset = fit.scaled_plan(info.height, info.width)
 
     def timed():
-        for frame, t in iter_frames(path, max_side=s.max_side, threads=s.threads):  # strict: truncation raises
+        for frame, t in iter_frames(path, max_side=s.max_side, threads=s.threads, size=size):  # strict
             times.append(float(t))
             yield frame, t
 
@@ -136,7 +175,7 @@ def _decode(path: Path, name: str, s: DecodeSettings) -> dict:
     src = fitted = None
     for frame in resample_fps(timed(), s.fps):
         if frame is not src:  # a held frame repeats as the same object: resize it once
-            src, fitted = frame, fit(frame)
+            src, fitted = frame, (fit(frame) if size is None else fit.cut(frame, offset))
         out.append(fitted)
     if not times:
         raise KinemaError(f"{name}: no decodable video frames")

@@ -120,9 +120,15 @@ def _rate(stream) -> float:
     return 25.0
 
 
-def _rgb(frame: av.VideoFrame, reformatter) -> np.ndarray:
-    """Decoded frame -> upright uint8 ``[H, W, 3]`` (rotation applied)."""
-    rgb = reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range, threads=1)
+def _rgb(frame: av.VideoFrame, reformatter, size: tuple[int, int] | None = None,
+         interpolation: str | None = None) -> np.ndarray:
+    """Decoded frame -> upright uint8 ``[H, W, 3]`` (rotation applied); with ``size`` (width,
+    height) FFmpeg's scaler resizes in the same pass as the colour conversion."""
+    if size is not None:
+        rgb = reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24", interpolation=interpolation,
+                                   src_color_range=frame.color_range, threads=1)
+    else:
+        rgb = reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range, threads=1)
     arr = rgb.to_ndarray()
     k = _rotation(frame) // 90 % 4
     return np.ascontiguousarray(np.rot90(arr, k)) if k else arr
@@ -247,7 +253,8 @@ def _probe_folder(path: Path, fps: float | None, max_side: int | None) -> VideoI
 
 def iter_frames(path: str | os.PathLike, start: int = 0, num_frames: int | None = None, *,
                 fps: float | None = None, max_side: int | None = None, threads: int = 0,
-                strict: bool = True, _state: dict | None = None) -> Iterator[tuple[np.ndarray, float]]:
+                strict: bool = True, size: tuple[int, int] | None = None, interpolation: str = "AREA",
+                _state: dict | None = None) -> Iterator[tuple[np.ndarray, float]]:
     """Stream ``(frame uint8 [H, W, 3], t_seconds)`` from a video file or frame folder.
 
     Memory stays bounded whatever the length. ``start``/``num_frames`` select a range of frame
@@ -255,6 +262,9 @@ def iter_frames(path: str | os.PathLike, start: int = 0, num_frames: int | None 
     first frame, so variable-frame-rate sources can be resampled. ``fps`` is used for frame folders
     (default 30). ``threads=0`` lets FFmpeg pick (set 1 inside worker processes). With
     ``strict=False`` a source that breaks part-way ends the iteration quietly instead of raising.
+    ``size`` (width, height; video files only) has FFmpeg's scaler (``interpolation``: AREA,
+    BICUBIC, ...) resize each frame while converting it to RGB, before any rotation is applied:
+    far cheaper than converting the full frame and resizing the array.
     """
     path = Path(path)
     if path.is_dir():
@@ -275,7 +285,7 @@ def iter_frames(path: str | os.PathLike, start: int = 0, num_frames: int | None 
                 t = frame.time if frame.time is not None else index / _rate(stream)
                 t0 = t if t0 is None else t0
                 if index >= start:
-                    yield _rgb(frame, reformatter), t - t0
+                    yield _rgb(frame, reformatter, size, interpolation), t - t0
                 index += 1
                 if stop is not None and index >= stop:
                     return  # the rest of the file is never decoded
