@@ -512,7 +512,8 @@ def score_generator(G, dataset: str, num: int = 64, frames: int = 16, truncation
     -> {"report": the 16-frame report, "values": flat {name: value} (:func:`summary` plus
     ``speed``/``real_speed``, and, for generators that can extend to ``extension_frames``:
     ``speed_ratio_64`` (speed over the whole long clip vs real long clips), ``tail_ratio`` (speed of
-    the last 16 frames / the first 16), ``static_frac_64``), "frames": the scored length}.
+    the last 16 frames / the first 16; nan when the first 16 average below STATIC_SPEED),
+    ``static_frac_64``), "frames": the scored length}.
     For generators that cannot extend, clips have the generator's own length if shorter than ``frames``.
     """
     from kinema.sample.generate import generate
@@ -544,8 +545,9 @@ def score_generator(G, dataset: str, num: int = 64, frames: int = 16, truncation
             speed = lambda v: float(generic_motion(v)["displacement"].mean())  # noqa: E731
             static = float(generic_motion(long_fake)["static"].mean())
         values["speed_ratio_64"] = _ratio(speed(long_fake), speed(long_real))
-        head = speed(long_fake[:, :16])  # a clip frozen from the start has no tail to compare: nan
-        values["tail_ratio"] = speed(long_fake[:, -16:]) / head if head > 0 else math.nan
+        # Clips (near-)static from the start have no movement for the tail to keep: nan, not measured.
+        head = speed(long_fake[:, :16])
+        values["tail_ratio"] = speed(long_fake[:, -16:]) / head if head >= STATIC_SPEED else math.nan
         values["static_frac_64"] = static
         out["extension_frames"] = extension_frames
     return out
