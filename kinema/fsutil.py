@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from kinema.errors import KinemaError
+
+
+# tempfile's names: PREFIX + 8 random characters + suffix (atomic_path: .tmp-STEM-XXXXXXXX.EXT,
+# atomic_dir: .tmp-NAME-XXXXXXXX, and .old-NAME-XXXXXXXX while a folder is replaced).
+_TEMP_NAME = re.compile(r"\.(?:tmp|old)-(.+?)-[A-Za-z0-9_]{8}((?:\.[A-Za-z0-9]+)?)(?=$|[/\s:'\",;)])")
+
+
+def public_paths(message: str) -> str:
+    """``message`` with every temporary name of this module replaced by the name it stands for
+    (``.tmp-out-k3j9x_2a.mp4`` -> ``out.mp4``): errors speak of the user's files only."""
+    return _TEMP_NAME.sub(lambda m: m.group(1) + m.group(2), message)
 
 
 def refuse_existing(path: str | os.PathLike, force: bool) -> None:

@@ -211,3 +211,21 @@ def test_snapshot_names_are_unique_and_sort_in_training_order(tmp_path):
     for name in ("export-000001k.safetensors", "export-0000000500.safetensors", "export-0000001500.safetensors"):
         save_generator(tmp_path / name, ms.G, "dcgan", ms.kwargs, {})
     assert find_export(tmp_path).name == "export-0000001500.safetensors"
+
+
+def test_errors_never_name_internal_temporaries(tmp_path, video_factory, capsys, monkeypatch):
+    from kinema.errors import KinemaError
+    from kinema.fsutil import atomic_path, public_paths
+    import kinema.io.write as write
+
+    # A writer failing inside atomic_path sees only the temporary's name; the user must see theirs.
+    def failing(self, frames):  # as FFmpeg reports it: the file it was writing, the temporary
+        raise KinemaError(f"{self._tmp}: encoder refused the frames")
+
+    monkeypatch.setattr(write.VideoWriter, "write", failing)
+    src = video_factory("a.mp4", frames=4, size=(16, 16))
+    assert main(["encode", str(src), str(tmp_path / "out.mp4")]) == 2
+    line = _one_error_line(capsys)
+    assert ".tmp-" not in line and str(tmp_path / "out.mp4") in line
+    with atomic_path(tmp_path / "x.mkv") as tmp:
+        assert public_paths(f"{tmp}: boom") == f"{tmp_path / 'x.mkv'}: boom"

@@ -26,6 +26,7 @@ import sys
 from kinema import __version__
 from kinema.cli._args import OneLineParser, apply_ranges, one_line_exit
 from kinema.errors import KinemaError
+from kinema.fsutil import public_paths
 
 
 def _commands():
@@ -76,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             check_device(args.device)
         return int(args._run(args) or 0)
     except KinemaError as err:
-        print(f"kinema: error: {err}", file=sys.stderr)
+        print(f"kinema: error: {public_paths(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # full disk, a folder where a file belongs, permissions: the path and the reason
         name = getattr(err, "filename", None)
         if name and str(name).rsplit("/", 1)[-1].startswith(".tmp-"):  # never an internal temporary's name
             name = getattr(err, "filename2", None)
         where = f"{name}: " if name else ""
-        print(f"kinema: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(public_paths(f"kinema: error: {where}{err.strerror or err}"), file=sys.stderr)
         return 2
     except MemoryError:
         print("kinema: error: out of memory (ask for smaller sizes, fewer frames or a smaller batch)", file=sys.stderr)
