@@ -13,14 +13,16 @@ helpers here are the only places that parse such files' framing:
   inside an ``.npz``) against the bytes that are really there, before ``np.load``;
 * :func:`torch_load`: ``torch.load(weights_only=True)`` after a size cap, a check that the zip
   container holds only stored (uncompressed) records lying inside the file, and a first pass
-  under a fake-tensor mode that reads the structure and every tensor's shape without allocating
-  storage, so callers compare shapes with their model before any tensor data is loaded.
+  that reads the structure and every tensor's shape without allocating storage (meta device),
+  so callers compare shapes with their model before any tensor data is loaded;
+* :func:`meta_build`: build a module on the meta device to learn its layout for free.
 
 Every failure is a one-line :class:`~kinema.errors.KinemaError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -210,6 +212,26 @@ def state_layout(module_or_state, dtypes: bool = True) -> dict[str, tuple[str, t
     return {k: (safetensors_dtype(v.dtype) if dtypes else "", tuple(v.shape)) for k, v in state.items()}
 
 
+@contextlib.contextmanager
+def meta_build():
+    """Build modules on PyTorch's ``meta`` device (shapes, no memory) with ``torch.nn.init``'s
+    initialisers made no-ops: on meta they would only cost time (random fills go through
+    PyTorch's Python reference kernels, whose first use imports the compiler stack, ~1.5 s)."""
+    import torch
+    import torch.nn.init as init
+
+    names = [n for n in vars(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+        with torch.device("meta"):
+            yield
+    finally:
+        for n, fn in saved.items():
+            setattr(init, n, fn)
+
+
 def layout_mismatch(expected: dict, found: dict) -> str | None:
     """The first difference between two layouts ({name: (dtype, shape)}) as a phrase, else None."""
     missing = [k for k in expected if k not in found]
@@ -324,32 +346,37 @@ def torch_load(path, limit: int, what: str, check: Callable[[Any], None] | None 
 
     1. the file is at most ``limit`` bytes;
     2. a zip file (PyTorch's format since 1.6) holds only stored records inside the file;
-    3. a first pass under ``FakeTensorMode`` reads the object structure with tensors that have
-       shapes and dtypes but no storage; their declared storage must fit in the file, and
+    3. a first pass reads the object structure with tensors that have shapes and dtypes but no
+       storage (on the ``meta`` device for zip files; under ``FakeTensorMode`` for PyTorch's
+       legacy format, whose declared storage sizes must then fit in the file), and
        ``check(fake_object)`` (the caller's shape comparison) runs on it;
     4. then the real load.
 
     Unreadable files and a failing ``check`` (which raises KinemaError) give one line naming the file.
     """
     import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
 
     size = file_size(path, limit, what)
     is_zip = zipfile.is_zipfile(path)
     if is_zip:
         check_zip(path, limit, what)
 
-    def load():
+    def load(map_location="cpu"):
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
         except KinemaError:
             raise
         except Exception as err:  # zip/pickle/EOF errors and weights_only refusals: not a good file
             first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
             raise KinemaError(f"{path}: unreadable {what} (truncated or not the expected file: {first[:160]})") from None
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        fake = load()
+    if is_zip:  # storages on the meta device: only the pickle is read (no dynamo import, unlike fake mode)
+        fake = load(map_location="meta")
+    else:  # the legacy format allocates before reading unless a fake-tensor mode is active
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            fake = load()
     tensors = list(_tensors(fake))
     if not is_zip:
         # PyTorch's legacy format allocates each storage at its declared size before reading it;

@@ -54,7 +54,14 @@ def summary(archive, list_quarantined: bool = False) -> str:
 
 
 def run(args) -> int:
-    from kinema.data.archive import open_archive
+    from kinema.data.archive import REPORT_FILE, open_archive
+    from kinema.errors import KinemaError
 
-    print(summary(open_archive(args.archive), args.quarantined))
+    archive = open_archive(args.archive)  # index and tables checked; the report is only printed
+    try:
+        text = summary(archive, args.quarantined)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise KinemaError(f"{archive.path / REPORT_FILE}: not a kinema archive report "
+                          f"({type(err).__name__}: {str(err)[:80]})") from None
+    print(text)
     return 0

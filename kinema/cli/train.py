@@ -128,15 +128,18 @@ def resolve_config(args):
     from kinema.train.config import DiffAugConfig, get_preset, load_json, override
 
     out_given = Path(args.out) if args.out else None
+    source = None
     if args.config:
-        cfg = load_json(args.config)
+        source = args.config
+    elif args.resume and (out_given or Path(get_preset(args.preset).log.out)).joinpath("config.json").is_file():
+        source = (out_given or Path(get_preset(args.preset).log.out)) / "config.json"
+    if source is not None:
+        cfg = load_json(source)
         out = Path(cfg.log.out)
         if out_given is None and (out.is_absolute() or ".." in out.parts):
             # A config file may come from someone else: by default it writes only below this folder.
-            raise KinemaError(f"{args.config}: log.out {str(out)[:120]!r} points outside the current folder; "
+            raise KinemaError(f"{source}: log.out {str(out)[:120]!r} points outside the current folder; "
                               "pass --out to write there")
-    elif args.resume and (out_given or Path(get_preset(args.preset).log.out)).joinpath("config.json").is_file():
-        cfg = load_json((out_given or Path(get_preset(args.preset).log.out)) / "config.json")
     else:
         cfg = get_preset(args.preset)
     sections: dict[str, dict] = {}

@@ -154,7 +154,7 @@ class Archive:
         self.channels = json_int(index, "channels", 1, 3, where)
         if self.channels == 2:
             raise KinemaError(f"{where}: 'channels' must be 1 or 3, got 2")
-        self.fps = json_float(index, "fps", 0.0, MAX_FPS, where)
+        self.fps = json_float(index, "fps", 1e-3, MAX_FPS, where)
         self.class_names = json_strings(index, "class_names", MAX_CLASSES, 256, where)
         self.num_frames = json_int(index, "num_frames", 0, MAX_TOTAL_FRAMES, where)
         num_clips = json_int(index, "num_clips", 0, MAX_TOTAL_FRAMES, where)

@@ -236,7 +236,7 @@ def load_upscaler(path: str | Path, device: str = "cpu") -> tuple[Upscaler, dict
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from kinema.untrusted import layout_mismatch, read_json, read_safetensors_header, state_layout
+    from kinema.untrusted import layout_mismatch, meta_build, read_json, read_safetensors_header, state_layout
 
     path = Path(path)
     if path.suffix == ".json":
@@ -251,7 +251,7 @@ def load_upscaler(path: str | Path, device: str = "cpu") -> tuple[Upscaler, dict
         raise KinemaError(f"{cfg_path}: not a kinema upscaler (format is {str(found)[:40]!r}, expected {FORMAT!r})")
     options = {k: config.get(k) for k in UPSCALER_OPTIONS}
     check_options("upscaler", UPSCALER_OPTIONS, options)
-    with torch.device("meta"):
+    with meta_build():
         model = Upscaler(**options)
     problem = layout_mismatch(state_layout(model), read_safetensors_header(path)[0])
     if problem:

@@ -25,7 +25,7 @@ import numpy as np
 
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_path
-from kinema.untrusted import KiB, check_npz
+from kinema.untrusted import KiB, check_npz, file_size
 
 FORMAT_VERSION = 1
 
@@ -67,9 +67,10 @@ def load_stats(folder, key: str, dim: int, max_rows: int) -> dict[str, np.ndarra
             return f"array features has shape {list(feats)}, expected [N <= {max_rows}, {dim}]"
         return None
 
-    if not zipfile.is_zipfile(path):
-        return None  # torn file (no zip directory at its end): recompute and overwrite
     try:
+        file_size(path, limit, "real-statistics cache")
+        if not zipfile.is_zipfile(path):
+            return None  # torn file (no zip directory at its end): recompute and overwrite
         check_npz(path, shapes_ok, limit, "real-statistics cache")
     except KinemaError as err:
         raise KinemaError(f"{err}; delete it to recompute") from None

@@ -204,7 +204,7 @@ def load_classifier(dataset: str = "moving_digits", size: int = 32, channels: in
     s = settings or ClassifierSettings(dataset=dataset, size=size, channels=channels)
     path = Path(cache_dir or default_cache_dir()) / "classifiers" / f"{s.dataset}-{s.size}px-{s.channels}ch-{s.key()}.safetensors"
     if path.exists():
-        from kinema.untrusted import layout_mismatch, parse_json, read_safetensors_header, state_layout
+        from kinema.untrusted import layout_mismatch, meta_build, parse_json, read_safetensors_header, state_layout
 
         found, meta = read_safetensors_header(path)  # bounded; checked before anything is built
         names = parse_json(meta.get("class_names", "null").encode(), path, 2, "class_names metadata")
@@ -212,7 +212,7 @@ def load_classifier(dataset: str = "moving_digits", size: int = 32, channels: in
             raise KinemaError(f"{path}: classifier cache must list 1..{MAX_CLASSIFIER_CLASSES} class names; "
                               "delete it to retrain")
         try:
-            with torch.device("meta"):
+            with meta_build():
                 problem = layout_mismatch(state_layout(FrameClassifier(len(names))), found)
             if problem:
                 raise ValueError(problem)

@@ -32,8 +32,8 @@ from kinema import __version__
 from kinema.errors import KinemaError
 from kinema.fsutil import atomic_path, atomic_write_text
 from kinema.models.layers import MAX_CLASSES
-from kinema.untrusted import (json_float, json_strings, layout_mismatch, read_json, read_safetensors_header,
-                              state_layout)
+from kinema.untrusted import (json_float, json_strings, layout_mismatch, meta_build, read_json,
+                              read_safetensors_header, state_layout)
 
 FORMAT = "kinema-generator"
 FORMAT_VERSION = 2          # 2: "checksum" over the sidecar; 1: the weights' sha256 only (still read)
@@ -197,7 +197,7 @@ def _suspects(name: str, kwargs: dict, expected: dict, found: dict) -> tuple[lis
     for opt, value in kwargs.items():
         for alt in _alternatives(schema[opt], value):
             try:
-                with torch.device("meta"):
+                with meta_build():
                     other = state_layout(build(name, **{**kwargs, opt: alt}).G)
             except (KinemaError, TypeError, ValueError, RuntimeError, ZeroDivisionError):
                 continue
@@ -233,7 +233,7 @@ def load_generator(path, device="cpu") -> tuple[nn.Module, dict]:
     found, _ = read_safetensors_header(weights)
     name, kwargs = config["name"], config["kwargs"]
     try:
-        with torch.device("meta"):  # shapes only: nothing is allocated yet
+        with meta_build():  # shapes only: nothing is allocated yet
             G = build(name, **kwargs).G
     except (KinemaError, TypeError, ValueError) as err:
         raise KinemaError(f"{sidecar}: bad model options ({err})") from None
