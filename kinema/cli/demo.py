@@ -27,12 +27,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     import torch
 
     from kinema.devices import available_cores
     from kinema.train.demo import run_demo
 
     torch.set_num_threads(args.threads or available_cores())
+    say = lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k)  # noqa: E731  (messages: stderr)
     run_demo(minutes=args.minutes, out=args.out, seed=args.seed, model=args.model, progress=not args.no_progress,
-             force=args.force)
+             force=args.force, log=say)
     return 0

@@ -185,6 +185,15 @@ def launch(args) -> int:
     return subprocess.run(cmd).returncode
 
 
+def _say(*args, **kwargs) -> None:
+    """Messages on stderr (rank 0), like every command's; stdout carries data only (--dry-run)."""
+    import sys
+
+    from kinema import dist
+
+    dist.print0(*args, file=sys.stderr, **kwargs)
+
+
 def run(args) -> int:
     from kinema import dist
     from kinema.train import list_states, to_json, train
@@ -212,7 +221,7 @@ def run(args) -> int:
         import torch
         torch.set_num_threads(args.threads)
     with dist.session():
-        result = train(cfg, resume=args.resume, log=dist.print0)
+        result = train(cfg, resume=args.resume, log=_say)
     if result.export is not None:
-        dist.print0(f"export: {result.export}")
+        _say(f"export: {result.export}")
     return 0
