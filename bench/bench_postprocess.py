@@ -129,9 +129,8 @@ def pictures(folder: Path, size: int) -> None:
     Image.fromarray(np.concatenate([x for r in rows for x in (r, gap)][:-1])).save(folder / "interpolate-motion.png",
                                                                                    optimize=True)
     # Look: source frame | reference | result, for two photographs.
-    pans = make_builtin_video("photo_pans", 0, 4, size, 0)[0]
-    other = make_builtin_video("photo_pans", 1, 1, size, 0)[0][0]
-    ref = other if not np.array_equal(other, pans[0]) else style_reference(size)
+    pans, label = make_builtin_video("photo_pans", 0, 4, size, 0)
+    ref = next(v[0] for v, y in (make_builtin_video("photo_pans", i, 1, size, 0) for i in range(1, 50)) if y != label)
     rows = [row([pans[0], ref, look_transfer(pans, ref)[0]]),
             row([pans[0], style_reference(size), look_transfer(pans, style_reference(size))[0]])]
     gap = np.full((8, rows[0].shape[1], 3), 255, np.uint8)
@@ -148,10 +147,12 @@ def main(argv=None) -> None:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--weights", default=None, help="torchvision vgg19-dcbb9e9d.pth (default: random weights)")
     p.add_argument("--skip-style", action="store_true")
+    p.add_argument("--skip-interpolation", action="store_true")
     p.add_argument("--pictures", type=Path, default=None, help="write the docs' before/after PNGs here")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    interpolation_table(args.size, args.frames)
+    if not args.skip_interpolation:
+        interpolation_table(args.size, args.frames)
     if not args.skip_style:
         vgg = load_vgg19(args.weights)[0] if args.weights else random_vgg()
         style_table(vgg, args.style_size, args.style_frames, args.iterations)
