@@ -418,11 +418,19 @@ def test_train_from_the_studio_and_stop_cleanly(background_training):
     assert listed["model"] == "dcgan" and listed["state"]["state"] == "stopped"
 
 
-def test_cli_binds_loopback_unless_told_otherwise(capsys):
+def test_cli_binds_loopback_unless_told_otherwise(tmp_path, capsys):
     from kinema.cli import main
 
-    assert main(["studio", "--host", "0.0.0.0"]) == 2
+    assert main(["studio", str(tmp_path / "runs"), "--host", "0.0.0.0"]) == 2
     assert "not a loopback address; add --expose" in capsys.readouterr().err
+    # With --expose it warns before serving; here the port is taken, so the server stops at once.
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        with pytest.raises(SystemExit):
+            main(["studio", str(tmp_path / "runs"), "--host", "0.0.0.0", "--expose",
+                  "--port", str(taken.getsockname()[1])])
+    assert "WARNING: serving on 0.0.0.0" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,18 @@ DESCRIPTION = """Serve kinema studio on http://127.0.0.1:PORT/ for the run folde
 (default: runs). Nothing outside RUNS_DIR and the --data-root folders can be read or written
 through it. Needs the studio extra: pip install "kinema[studio]"."""
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _ranges():
@@ -55,7 +66,7 @@ def run(args) -> int:
     except ImportError as err:
         raise KinemaError(f"kinema studio needs the studio extra ({err.name} is missing): "
                           'pip install "kinema[studio]"') from None
-    if args.host not in LOOPBACK and not args.expose:
+    if not is_loopback(args.host) and not args.expose:
         raise KinemaError(f"--host {args.host}: not a loopback address; add --expose to serve on it "
                           "(the studio has no login: anyone who reaches it can read your runs and use your machine)")
     from kinema.sample.api import check_device
@@ -69,7 +80,7 @@ def run(args) -> int:
                                  max_resolution=args.max_resolution, max_queue=args.max_queue,
                                  max_upload_mb=args.max_upload_mb)
     studio = Studio(args.runs_dir, args.data_root, limits, device=args.device, train_threads=args.threads)
-    if args.host not in LOOPBACK:
+    if not is_loopback(args.host):
         print(f"kinema studio: WARNING: serving on {args.host}:{args.port}, reachable from other machines; "
               "there is no login, anyone who reaches it can read these runs and train or generate", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
