@@ -140,9 +140,11 @@ def test_http_refuses_everything_outside_the_roots(client, runs, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "secret.txt").write_text("secret")
+    (outside / "config.json").write_text("{}")       # looks like a run
     link = root / "sneaky"
     link.symlink_to(outside)
     try:
+        assert "sneaky" not in [r["name"] for r in client.get("/api/runs").json()["runs"]]
         for path in ["../elsewhere/secret.txt", "/etc/passwd", str(outside / "secret.txt"), "sneaky/secret.txt",
                      "tiny/../../elsewhere/secret.txt"]:
             r = client.get("/api/file", params={"path": path})
@@ -160,6 +162,7 @@ def test_http_refuses_everything_outside_the_roots(client, runs, tmp_path):
         shutil.copy(runs["export"].with_suffix(".json"), root / "linked" / runs["export"].with_suffix(".json").name)
         r = client.post("/api/generate", json={"export": "linked", "seeds": "0"})
         assert r.status_code == 403 and "leads outside the runs folder" in r.json()["error"]
+        assert not [e for e in client.get("/api/info").json()["exports"] if e.startswith("linked/")]
         r = client.post("/api/train", json={"name": "x", "data": "../../etc", "preset": "tiny"})
         assert r.status_code == 403 and "traversal" in r.json()["error"]
         r = client.post("/api/train", json={"name": "../escape", "preset": "tiny"})

@@ -438,7 +438,7 @@ class Studio:
             folder = self.trainer.out
             config = runs_mod._json(folder / "config.json") or {}
             schedule = config.get("schedule") or {}
-            last = runs_mod.read_log(folder)[-1:] or [{}]
+            last = [runs_mod.last_record(folder)]
             info.update(state=runs_mod.state_of(folder), kimg=last[0].get("kimg"), total_kimg=schedule.get("kimg"),
                         minutes=schedule.get("minutes"), last=last[0])
         return info

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -30,14 +31,20 @@ def is_run(folder: Path) -> bool:
     return folder.is_dir() and ((folder / "config.json").is_file() or bool(list_exports(folder)))
 
 
+def _inside(root: Path, path: Path) -> bool:
+    return Path(os.path.realpath(root)) in Path(os.path.realpath(path)).parents
+
+
 def find_runs(root: Path, depth: int = 2) -> list[Path]:
-    """Run folders under ``root`` (itself, children, grandchildren), hidden folders skipped."""
+    """Run folders under ``root`` (children and grandchildren), hidden folders and symlinks that
+    lead out of ``root`` skipped."""
     found, frontier = [], [root]
-    for _ in range(depth + 1):
+    for _ in range(depth):
         nxt = []
         for folder in frontier:
             try:
-                children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+                children = sorted(p for p in folder.iterdir()
+                                  if p.is_dir() and not p.name.startswith(".") and _inside(root, p))
             except OSError:
                 continue
             for child in children:
@@ -65,6 +72,25 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def read_log(folder: Path) -> list[dict]:
     return read_jsonl(folder / "log.jsonl")
+
+
+def last_record(folder: Path, tail: int = 65536) -> dict:
+    """The last complete record of ``log.jsonl``, reading only the file's tail."""
+    try:
+        with open(folder / "log.jsonl", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            return rec
+    return {}
 
 
 def curves(folder: Path) -> dict:
@@ -95,7 +121,7 @@ def eval_results(folder: Path) -> list[dict]:
     return out
 
 
-def state_of(folder: Path, training: str | None = None) -> dict:
+def state_of(folder: Path) -> dict:
     """running / finished / stopped / diverged / failed / interrupted (from ``status.json``), else
     finished (a final export) or incomplete."""
     status = read_status(folder)
@@ -111,7 +137,7 @@ def state_of(folder: Path, training: str | None = None) -> dict:
 def summary(root: Path, folder: Path) -> dict:
     config = _json(folder / "config.json") or {}
     exports = list_exports(folder)
-    last = read_log(folder)[-1:] or [{}]
+    last = [last_record(folder)]
     export_cfg = _json(exports[-1][1].with_suffix(".json")) if exports else None
     model = ((config.get("model") or {}).get("name")) or (export_cfg or {}).get("name")
     data = (config.get("data") or {}).get("source") or ((export_cfg or {}).get("meta") or {}).get("source")
@@ -140,12 +166,14 @@ def details(root: Path, folder: Path) -> dict:
 
 
 def list_export_files(root: Path) -> list[str]:
-    """Every export under ``root`` (runs' exports and loose ones), newest first within a run."""
+    """Every export under ``root`` (runs' exports and loose ones), in name order (within a run:
+    training order), hidden folders and files whose links lead out of ``root`` skipped."""
     out = []
     for weights in sorted(root.rglob("*.safetensors")):
         rel = weights.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if weights.with_suffix(".json").is_file():
+        sidecar = weights.with_suffix(".json")
+        if sidecar.is_file() and _inside(root, weights) and _inside(root, sidecar):
             out.append(rel.as_posix())
     return out
