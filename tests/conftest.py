@@ -305,6 +305,20 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """An untrained tiny dcgan export (32x32x16, 1 channel, width 8, weights from seed 0)."""
+    import torch
+
+    from kinema.models import build, save_generator
+
+    torch.manual_seed(0)
+    ms = build("dcgan", resolution=32, frames=16, channels=1, width=8)
+    path = tmp_path_factory.mktemp("exp") / "export-000001k.safetensors"
+    save_generator(path, ms.G.eval(), "dcgan", ms.kwargs, {"kimg": 1})
+    return path
+
+
+@pytest.fixture(scope="module")
 def bars_archive(tmp_path_factory):
     """An archive of 32 clips of 4 frames, 32x32 gray: a noisy moving bar, so batches differ."""
     from kinema.data import prepare

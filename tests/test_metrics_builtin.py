@@ -32,17 +32,6 @@ def archive(tmp_path_factory):
     return prepare("builtin:moving_digits", out, resolution=32, frames=16, num_videos=40, seed=3, verbose=False)
 
 
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    from kinema.models import build, save_generator
-
-    torch.manual_seed(0)
-    ms = build("dcgan", resolution=32, frames=16, channels=1, width=8)
-    path = tmp_path_factory.mktemp("exp") / "export-000001k.safetensors"
-    save_generator(path, ms.G.eval(), "dcgan", ms.kwargs, {"kimg": 1})
-    return path
-
-
 def test_fvd_halves_small_corruptions_large(digits):
     from kinema.metrics.builtin import BuiltinExtractor
     from kinema.metrics.evaluate import features_of

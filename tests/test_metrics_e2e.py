@@ -45,17 +45,6 @@ def other(tmp_path_factory):
     return prepare("builtin:moving_digits", out, resolution=32, frames=16, num_videos=24, seed=8, verbose=False)
 
 
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    from kinema.models import build, save_generator
-
-    torch.manual_seed(0)
-    ms = build("dcgan", resolution=32, frames=16, channels=1, width=8)
-    path = tmp_path_factory.mktemp("exp") / "export-000001k.safetensors"
-    save_generator(path, ms.G.eval(), "dcgan", ms.kwargs, {"kimg": 1})
-    return path
-
-
 def features(extractor, source, protocol, num, seed, batch=16):
     """Features of the clips a source gives for a protocol, extracted here batch by batch."""
     with torch.no_grad():
