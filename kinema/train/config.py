@@ -289,8 +289,29 @@ def _from_dict(cls, data: dict, where: str):
             value = _from_dict(type(default), value, where)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
+        elif not _same_kind(default, value):  # a config file may come from someone else
+            raise KinemaError(f"{where}: {name} must be {_KINDS.get(type(default), type(default).__name__)} "
+                              f"like its default {default!r}, got {str(value)[:40]!r}")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", tuple: "a list"}
+
+
+def _same_kind(default, value) -> bool:
+    """A JSON value fits a field whose default is ``default`` (None: any value, checked later)."""
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return type(value) is bool
+    if isinstance(default, int):
+        return type(value) is int
+    if isinstance(default, float):
+        return type(value) in (int, float)
+    if isinstance(default, (str, tuple, dict)) or is_dataclass(default):
+        return isinstance(value, type(default))
+    return True
 
 
 def from_dict(data: dict, where: str = "config") -> TrainConfig:
