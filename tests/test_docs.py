@@ -9,6 +9,7 @@ exists, and each option they pass must be one that script defines. Python blocks
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -66,6 +67,11 @@ def kinema_argv(argv: list[str]) -> list[str] | None:
 CASES = list(commands())
 
 
+@functools.lru_cache(maxsize=None)
+def _parser():
+    return build_parser()   # parsing does not change it: one for every command
+
+
 def test_the_pages_hold_commands():
     assert len(CASES) > 80 and sum(kinema_argv(a) is not None for _, a in CASES) > 70
 
@@ -74,7 +80,7 @@ def test_the_pages_hold_commands():
 def test_documented_command_parses(where, argv, capsys):
     args = kinema_argv(argv)
     if args is not None:
-        parser = build_parser()
+        parser = _parser()
         try:
             parser.parse_args(args)
         except SystemExit as exc:
