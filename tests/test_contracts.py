@@ -132,6 +132,20 @@ def test_atomic_dir_force_over_a_symlink_replaces_the_link_not_its_target(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]  # no .old-* left behind
 
 
+def test_atomic_file_write_onto_a_folder_or_a_link(tmp_path):
+    from kinema.errors import KinemaError
+
+    folder = tmp_path / "taken"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(KinemaError, match="is a folder; kinema replaces files only"):
+        atomic_write_bytes(folder, b"x")
+    assert (folder / "inside").is_dir() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    link = tmp_path / "link"
+    link.symlink_to(folder, target_is_directory=True)                        # a link is replaced, not followed
+    atomic_write_bytes(link, b"y")
+    assert not link.is_symlink() and link.read_bytes() == b"y" and (folder / "inside").is_dir()
+
+
 # --- loader order -------------------------------------------------------------------------------
 
 ALL = AugmentConfig(flip=True, crop=True, rotate=True, color=True)

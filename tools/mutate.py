@@ -268,11 +268,27 @@ def _scratch_copy() -> Path:
     return scratch
 
 
+def in_functions(source: str, mutants: list[dict], names: list[str]) -> list[dict]:
+    """Only the mutants inside the named top-level functions (or methods of top-level classes)."""
+    spans = []
+    for node in ast.parse(source).body:
+        for n in [node, *(node.body if isinstance(node, ast.ClassDef) else [])]:
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name in names:
+                spans.append((n.lineno, n.end_lineno))
+    missing = set(names) - {n.name for node in ast.walk(ast.parse(source))
+                            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in [node]}
+    if missing:
+        raise SystemExit(f"no function named {', '.join(sorted(missing))}")
+    return [m for m in mutants if any(a <= m["line"] <= b for a, b in spans)]
+
+
 def run_module(module: str, tests: str, timeout_factor: float, keep: dict | None, log, fork: bool = True,
-               run_uncovered: bool = False) -> dict:
+               run_uncovered: bool = False, functions: list[str] | None = None) -> dict:
     source = (ROOT / module).read_text()
     sha = hashlib.sha256(source.encode()).hexdigest()
     mutants = enumerate_mutants(source)
+    if functions:
+        mutants = in_functions(source, mutants, functions)
     if keep is not None and keep.get("sha256") != sha:
         raise SystemExit(f"{module} changed since the previous report; run the whole pass again")
     scratch = _scratch_copy()
@@ -318,7 +334,8 @@ def run_module(module: str, tests: str, timeout_factor: float, keep: dict | None
     for m in mutants:
         key = "killed" if m["status"] in ("killed", "timeout") or m["status"].startswith("error") else m["status"]
         counts[key] = counts.get(key, 0) + 1
-    return {"module": module, "sha256": sha, "tests": tests, "counts": counts, "mutants": mutants}
+    return {"module": module, "sha256": sha, "tests": tests, "functions": functions, "counts": counts,
+            "mutants": mutants}
 
 
 def main(argv=None) -> int:
@@ -330,6 +347,7 @@ def main(argv=None) -> int:
                     "same module source and rerun only its survivors (tests only ever get added)")
     ap.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor x clean run + 30 s")
     ap.add_argument("--list", action="store_true", help="print the mutants and exit")
+    ap.add_argument("--functions", help="comma-separated: mutate only inside these functions")
     ap.add_argument("--no-fork", action="store_true", help="a fresh interpreter per mutant (slower)")
     ap.add_argument("--run-uncovered", action="store_true", help="run mutants on lines the coverage pass did not "
                     "see too (code that runs only in worker processes or subprocesses)")
@@ -338,7 +356,11 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean the scratch folder up on kill
     if a.list:
         for module in modules:
-            for m in enumerate_mutants((ROOT / module).read_text()):
+            source = (ROOT / module).read_text()
+            listed = enumerate_mutants(source)
+            if a.functions:
+                listed = in_functions(source, listed, a.functions.split(","))
+            for m in listed:
                 print(f"{module}:{m['line']}: {m['desc']:<32} {m['code']}")
         return 0
     if not a.no_fork:
@@ -358,7 +380,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"{module}: no test selection known; pass --tests")
         reports.append(run_module(module, tests, a.timeout_factor, previous.get(module) if a.only_survivors else None,
                                   lambda s: print(s, flush=True), fork=not a.no_fork,
-                                  run_uncovered=a.run_uncovered))
+                                  run_uncovered=a.run_uncovered,
+                                  functions=a.functions.split(",") if a.functions else None))
         Path(a.out).write_text(json.dumps({"reports": reports}, indent=1))
     print("\nmodule                          mutants  killed  survived  uncovered")
     for r in reports:
