@@ -2,36 +2,36 @@
 
 A video is a function of real-valued time. Each video draws
 
-* a content code ``content [n, Zc]`` (+ class): it is turned **once per video** into a feature
-  canvas ``[n, F, 2H, 2W]`` (a DCGAN image trunk), twice the frame's side so that moving the view
-  never reaches an edge;
-* motion codes ``motion [n, K, Zm]`` at anchor times ``0, a, 2a, ...`` (``a = anchor_every``
-  frames), linearly interpolated to any real time ``t`` and combined with sinusoids of ``t`` whose
-  phases the interpolated code sets: the time embedding ``e(t)``.
+* a content code ``content [n, Zc]`` (+ class): it is turned **once per video** into a canvas
+  ``[n, F, sH, sW]`` by a DCGAN image trunk (``s = canvas_scale``, 1 or 2): a picture in [-1, 1]
+  (``render="image"``, default) or feature channels (``render="features"``);
+* motion anchors ``motion [n, K, Zm]`` at times ``0, a, 2a, ...`` (``a = anchor_every`` frames),
+  linearly interpolated to any real time ``t`` and combined with sinusoids of ``t`` whose phases the
+  interpolated code sets: the time embedding ``e(t)``.
 
 A frame at time ``t`` is the canvas **warped**: an MLP of ``(e(t), content)`` gives the centre of
-the frame's window on the canvas (a global translation, bounded to the canvas), a coarse dense
-displacement field (``flow_grid`` x ``flow_grid``, upsampled; for parts that move on their own,
-turning or deforming) and a per-channel gain on the warped features; two small convolutions then
-turn the warped features into pixels. Motion can only move what the canvas holds, so an object
-keeps its identity for as long as the video runs; appearance changes that are not motion (light,
-occlusion) go through the gain and the pixel convolutions. Why a warp: when appearance and time
-enter one generator input side by side, a small GAN learns to redraw the picture from frame to
-frame (digits morph and jump) rather than to move it.
+the frame's window on the canvas (a translation of at most half a frame), optionally a coarse
+displacement field (``flow_grid`` x ``flow_grid``, upsampled: parts that move on their own, turn or
+deform) and a per-channel gain (brightness). Outside the canvas is black. With ``render="features"``
+two small convolutions turn the warped features into pixels (appearance changes that are not
+motion). Motion can only move what the canvas holds, so an object keeps its identity for as long as
+the video runs. Why a warp: when appearance and time enter one generator input side by side, a
+small GAN learns to redraw the picture from frame to frame (digits morph and jump) rather than to
+move it.
 
-Because time is continuous and the anchors are drawn in order from the seed's stream, a clip of
-any length or frame rate comes from the same function (``times``), a longer clip starts with the
-shorter one's frames, and streaming draws more anchors as it goes: no freezing or looping after
-the training length.
+Because time is continuous and each video's anchors come from its own random stream (seeded from
+the video's draw), a clip of any length or frame rate comes from the same function (``times``), a
+longer clip starts with the shorter one's frames, and streaming draws more anchors as it goes: no
+freezing or looping after the training length.
 
 Training sees ``sparse_frames`` (default 3) frames per clip at random times: the loop draws sorted
-distinct frame indices ``times [B, k]`` in ``[0, frames)``, takes those frames of the real clips,
-and renders the generated clips at the same times. The discriminator looks at the k frames
-together (per-frame convolutions, then the frames' features stacked along channels at half
-resolution, so the next convolutions compare positions across frames) and is told the time gaps
-between them (Fourier features of the gaps, projected onto its features), plus class projection
-when conditional. A training clip of 3 frames costs G one canvas and 3 cheap warps, and D one
-3-frame stack, several times less than a 16-frame clip.
+distinct frame indices ``times [B, k]`` in ``[0, frames)`` (``kinema.models.latents.draw_times``),
+takes those frames of the real clips, and renders the generated clips at the same times. The
+discriminator has an image head (a DCGAN discriminator on every frame) and a motion head that shares
+its first layer, stacks the k frames' features along channels at half resolution (so the next
+convolutions compare positions across frames) and is told the time gaps between them (Fourier
+features projected onto its features), plus class projection when conditional. A training clip of
+3 frames costs G one canvas and 3 warps, and D 3 frames.
 """
 
 from __future__ import annotations
