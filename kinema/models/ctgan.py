@@ -136,9 +136,11 @@ class CTGenerator(nn.Module):
         return torch.randn(1, self.motion_dim, generator=stream)
 
     def default_times(self, latents: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Frames 0, 1, ...: the training length when the anchors are those of that length, else every
+        frame the anchors cover ((K - 1) * anchor_every; callers cut what they did not ask for)."""
         n, k = latents["motion"].shape[:2]
-        t = torch.arange((k - 1) * self.anchor_every, dtype=torch.float32, device=latents["motion"].device)
-        return t.expand(n, -1)
+        count = self.frames if k == anchor_count(self.frames, self.anchor_every) else (k - 1) * self.anchor_every
+        return torch.arange(count, dtype=torch.float32, device=latents["motion"].device).expand(n, -1)
 
     # -- network ---------------------------------------------------------------------------------
     def motion_code(self, motion: torch.Tensor, times: torch.Tensor, anchor0: int = 0) -> torch.Tensor:

@@ -190,11 +190,13 @@ def preset_demo() -> TrainConfig:
     every frame on its own: digits keep their identity by construction, shapes are learned as fast
     as by an image GAN, and motion (speed, bounces) is what the 3-frame judge teaches. A
     3-frame training clip costs less than dcgan's 4-frame one, so the budget buys as many steps.
-    Class-conditional; hinge loss, lazy R1 every 16 steps, Adam 2e-3 with betas (0.5, 0.9).
+    Motion anchors every 8 frames (not 4): straighter paths between bounces (travel closer to the
+    data's, fewer spurious reversals). Class-conditional; hinge loss, lazy R1 every 16 steps, Adam
+    2e-3 with betas (0.5, 0.9).
     """
     return TrainConfig(
         data=DataConfig(resolution=32, frames=16),
-        model=ModelConfig(name="ctgan", width=16, conditional=True),
+        model=ModelConfig(name="ctgan", width=16, conditional=True, extra={"anchor_every": 8}),
         loss=LossConfig(kind="hinge", r1_gamma=1.0, r1_interval=16, augment=DiffAugConfig(translation=0.125)),
         optim=OptimConfig(g_lr=2e-3, d_lr=2e-3, betas=(0.5, 0.9)),
         schedule=ScheduleConfig(kimg=0.0, minutes=3.0, batch=16, ema_kimg=0.5, ema_rampup=0.1),
