@@ -383,9 +383,10 @@ def test_generators_declare_how_they_stream():
     from kinema.models import MODELS, build
     from kinema.sample.stream import pick_strategy
 
-    expected = {"dcgan": "walk", "mocogan": "recurrent", "videogan": "clips", "videovae": "clips"}
+    expected = {"dcgan": "walk", "mocogan": "recurrent", "videogan": "clips", "videovae": "clips",
+                "ctgan": "continuous", "flow": "continue"}
     for name in MODELS:
-        G = build(name, resolution=32, frames=4, channels=1, width=4).G
+        G = build(name, resolution=32, frames=4, channels=1, width=8).G   # flow: 4 heads of an even size
         assert pick_strategy(G) == G.streaming == expected.get(name, G.streaming)
     assert pick_strategy(torch.nn.Identity()) == "clips"   # declares nothing: fixed-length clips
 
