@@ -23,7 +23,6 @@ photo_pans (generic measures only): the numbers quoted in docs/motion.md.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -70,13 +69,6 @@ def check(samples: int, size: int) -> None:
               f"one report of {samples} clips {np.median(times):.2f} (median of 4)\n")
 
 
-def allowed_extra(name: str, extra: dict) -> dict:
-    from kinema.models import MODELS
-
-    params = inspect.signature(MODELS[name]).parameters
-    return {k: v for k, v in extra.items() if k in params}
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     budget = ap.add_mutually_exclusive_group()
@@ -105,7 +97,7 @@ def main() -> int:
     from kinema.data import resolve_source
     from kinema.metrics.digits import load_classifier
     from kinema.metrics.motion import TARGETS, check_targets, format_target, score_generator
-    from kinema.models import MODELS, load_generator
+    from kinema.models import MODELS, accepted_options, load_generator
     from kinema.train import get_preset, override
     from kinema.train.loop import train
 
@@ -125,7 +117,7 @@ def main() -> int:
 
     results = {}
     for name in names:
-        cfg = override(base, model={"name": name, "extra": allowed_extra(name, base.model.extra)},
+        cfg = override(base, model={"name": name, "extra": accepted_options(name, base.model.extra)},
                        log={"out": str(root / name)})
         print(f"== {name}: training {'%g min' % minutes if minutes else '%g kimg' % args.kimg} on {args.dataset}",
               flush=True)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from kinema.models import build
-from kinema.models.ctgan import anchor_count, draw_times
+from kinema.models.ctgan import anchor_count
+from kinema.models.latents import draw_times
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -62,6 +62,13 @@ def model_options(name: str) -> dict:
     return schema
 
 
+def accepted_options(name: str, options: dict) -> dict:
+    """The entries of ``options`` that model ``name`` has (a preset's model options carried over to
+    another model keep only those)."""
+    schema = model_options(name)
+    return {k: v for k, v in options.items() if k in schema}
+
+
 def check_options(name: str, kwargs: dict) -> None:
     """Validate ``kwargs`` (e.g. read from a file) against model ``name``'s declared bounds without
     building anything; one-line KinemaError naming the option otherwise."""
@@ -121,4 +128,4 @@ def flops_per_clip(model_set: ModelSet, frames: int | None = None) -> dict[str, 
 
 from kinema.models.export import load_generator, save_generator  # noqa: E402  (needs build above)
 
-__all__ = ["MODELS", "ModelSet", "build", "check_options", "model_options", "count_params", "flops_per_clip", "save_generator", "load_generator"]
+__all__ = ["MODELS", "ModelSet", "accepted_options", "build", "check_options", "model_options", "count_params", "flops_per_clip", "save_generator", "load_generator"]

@@ -45,7 +45,6 @@ import torch.nn.functional as F
 from kinema.errors import KinemaError
 from kinema.models.layers import (COMMON_OPTIONS, MAX_LATENT, MAX_WIDTH, ProjectionHead, apply_spectral_norm,
                                   down_conv, init_discriminator, init_generator, levels, need_labels, stage_channels)
-from kinema.models.latents import draw_times  # noqa: F401  (re-exported: the sampling of training times)
 from kinema.models.options import Bool, Choice, Int, bounded
 from kinema.models.nets import ImageDiscriminator, ImageGenerator
 
@@ -68,8 +67,7 @@ class CTGenerator(nn.Module):
     """latents {"content": [n, Zc], "motion": [n, K, Zm]} (+ labels [n]) -> video [n, C, T, H, W].
 
     ``forward(latents, labels, times=None)``: ``times`` [n, T'] (float, in frames) renders those
-    times; None renders frames ``0 .. (K - 1) * anchor_every - 1`` (at least the requested length;
-    callers cut the rest).
+    times; None renders frames 0, 1, ... (see ``default_times``).
     """
 
     can_extend = True
@@ -158,19 +156,15 @@ class CTGenerator(nn.Module):
     def render_canvas(self, content: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (canvas [n, F, sH, sW], content embedding [n, hidden]); once per video. The canvas is
         pixels in [-1, 1] (render="image") or linear features (render="features")."""
-        z = self.canvas.class_code(content.to(self.canvas.fc.weight.dtype), labels)
-        x = self.canvas.fc(z).unflatten(1, (-1, 4, 4))
-        x = F.relu(self.canvas.fc_norm(x, labels))
-        for block in self.canvas.blocks:
-            x = block(x, labels)
-        canvas = self.canvas.to_rgb(x, labels)  # [n, F, sH, sW]
+        canvas = self.canvas.trunk(content, labels)                        # [n, F, sH, sW]
         if self.render == "image":
             canvas = torch.tanh(canvas)
+        z = self.canvas.class_code(content.to(self.canvas.fc.weight.dtype), labels)   # content (+ class)
         return canvas, F.leaky_relu(self.content_proj(z), 0.2)
 
     def render_frames(self, canvas: torch.Tensor, c: torch.Tensor, motion: torch.Tensor,
                       times: torch.Tensor, anchor0: int = 0) -> torch.Tensor:
-        """Canvas [n, F, 2H, 2W], content embedding [n, h], anchors, times [n, T] -> video [n, C, T, H, W]."""
+        """Canvas [n, F, sH, sW], content embedding [n, h], anchors, times [n, T] -> video [n, C, T, H, W]."""
         n, t = times.shape
         m = self.motion_code(motion, times, anchor0)                       # [n, T, Zm]
         phase = self.phase(m)                                              # [n, T, P]

@@ -40,12 +40,16 @@ class ImageGenerator(nn.Module):
         init_generator(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.tanh(self.trunk(z, labels))  # [N, C, H, W]
+
+    def trunk(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Everything but the final tanh: [N, Z] -> [N, C, H, W] (ctgan paints feature canvases with it)."""
         z = self.class_code(z.to(self.fc.weight.dtype), labels)  # [N, Z (+ class code)]
         x = self.fc(z).unflatten(1, (-1, 4, 4))  # [N, C0, 4, 4]
         x = F.relu(self.fc_norm(x, labels))
         for block in self.blocks:
             x = block(x, labels)  # [N, Ci, 2H, 2W]
-        return torch.tanh(self.to_rgb(x, labels))  # [N, C, H, W]
+        return self.to_rgb(x, labels)
 
 
 class ImageDiscriminator(nn.Module):

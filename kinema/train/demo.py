@@ -95,9 +95,8 @@ def run_demo(minutes: float = 3.0, out="runs/demo", seed: int = 0, cache_dir=Non
     out = Path(out)
     cfg = get_preset("demo")
     if model and model != cfg.model.name:   # another model keeps only the preset options it has
-        from kinema.models import model_options
-        accepted = model_options(model)
-        model_cfg = {"name": model, "extra": {k: v for k, v in cfg.model.extra.items() if k in accepted}}
+        from kinema.models import accepted_options
+        model_cfg = {"name": model, "extra": accepted_options(model, cfg.model.extra)}
     else:
         model_cfg = {}
     cfg = override(cfg, data={"cache_dir": str(cache_dir) if cache_dir else None},
