@@ -19,7 +19,8 @@ RANGES = {"trim.start": NONNEG, "trim.end": NONNEG, "fade.fade_in": NONNEG, "fad
           "sepia.amount": NONNEG, "color.brightness": Range(float, -1, 1), "color.contrast": NONNEG,
           "interpolate.factor": Range(int, 2, 16), "loop.times": Range(int, 1, 10000),
           "speed.factor": Range(float, 1e-3, 1e3), "style.strength": Range(float, 0, 1),
-          "style.iterations": Range(int, 1, 100000), "style.style_weight": NONNEG, "style.temporal_weight": NONNEG}
+          "style.iterations": Range(int, 1, 100000), "style.style_weight": NONNEG, "style.temporal_weight": NONNEG,
+          "style.max_flicker": Range(float, 0, 100)}
 DESCRIPTION = """Edit a video (or join several): kinema edit OP INPUT... OUTPUT [options]. The input is
 decoded whole (uint8 frames in memory), edited, and encoded atomically to OUTPUT (the codec follows
 the extension unless --codec is given; lossless keeps frames exact). Times are in seconds."""
@@ -85,7 +86,7 @@ def _ops():
             return st.look_transfer(f, ref, a.strength), fps
         vgg, _ = st.load_vgg19(a.weights)
         out = st.neural_style(f, ref, vgg, iterations=a.iterations, style_weight=a.style_weight,
-                              temporal_weight=a.temporal_weight,
+                              temporal_weight=a.temporal_weight, max_flicker=a.max_flicker,
                               progress=lambda i, n: print(f"\rstylised {i}/{n} frames", end="", file=sys.stderr))
         print(f"\nflicker {st.flicker_ratio(out, f):.2f}x the source's", file=sys.stderr)
         return out, fps
@@ -158,7 +159,10 @@ def _ops():
             (("--iterations",), dict(type=int, default=100, help="neural: steps for the first frame (half for the rest)")),
             (("--style-weight",), dict(type=float, default=5.0, help="neural: style against content")),
             (("--temporal-weight",), dict(type=float, default=200.0,
-                                          help="neural: pull towards the previous stylised frame (less flicker)"))]),
+                                          help="neural: pull towards the previous stylised frame (less flicker)")),
+            (("--max-flicker",), dict(type=float, default=1.5,
+                                      help="neural: each pixel changes at most K times as much as the source's (0 = "
+                                           "off); bounds the flicker ratio by K"))]),
         "upscale": ("learned super-resolution (model from kinema train-upscaler)", upscale, 1, [
             (("--model",), dict(required=True, help="upscaler .safetensors")),
             (("--batch",), dict(type=int, default=8)), (("--device",), dict(default="cpu"))]),

@@ -266,9 +266,27 @@ def _warp_previous(prev_src, src, prev_out):
     return sample(prev_out.astype(np.float32), y, x), conf
 
 
+def limit_change(prev_out: np.ndarray, out: np.ndarray, prev_src: np.ndarray, src: np.ndarray,
+                 max_ratio: float) -> np.ndarray:
+    """``out`` moved towards ``prev_out`` until, at every pixel, the stylised frame changes (mean
+    absolute change over the colour channels) at most ``max_ratio`` times as much as the source
+    does there; uint8 ``[H, W, 3]`` frames in and out (the source RGB).
+
+    Each pixel's change keeps its direction (its colour) and is scaled down, then truncated to
+    whole grey levels towards the previous value, so ``flicker(result) <= max_ratio *
+    flicker(source)`` holds exactly for every pair of frames, and therefore for the clip.
+    """
+    delta = out.astype(np.float32) - prev_out.astype(np.float32)
+    allow = max_ratio * np.abs(src.astype(np.float32) - prev_src.astype(np.float32)).mean(-1, keepdims=True)
+    change = np.abs(delta).mean(-1, keepdims=True)
+    scale = np.where(change > allow, allow / np.maximum(change, 1e-12), 1.0)
+    return np.clip(prev_out.astype(np.float32) + np.trunc(delta * scale), 0, 255).astype(np.uint8)
+
+
 def neural_style(frames: np.ndarray, style: np.ndarray, vgg: VGG19Features, iterations: int = 100,
                  later_iterations: int | None = None, style_weight: float = 5.0, temporal_weight: float = 200.0,
-                 lr: float = 0.02, style_size: int | None = None, progress=None) -> np.ndarray:
+                 lr: float = 0.02, style_size: int | None = None, max_flicker: float = 1.5,
+                 progress=None) -> np.ndarray:
     """Stylise ``frames`` (uint8 ``[T, H, W, C]``) after ``style`` (uint8 ``[h, w, C]``).
 
     Per frame, Adam on the pixels minimises ``content + style_weight * style + temporal_weight *
@@ -280,12 +298,21 @@ def neural_style(frames: np.ndarray, style: np.ndarray, vgg: VGG19Features, iter
     with the frame where the warp is not trusted) and runs ``later_iterations`` (default half).
     ``style_size``: the style image is resized so its shorter side is this (default: the
     frames' shorter side).
+
+    ``max_flicker`` (0 = off): the temporal stability bound. Each later frame may change, pixel by
+    pixel, at most this many times as much as the source changes there: a hinge term
+    (``temporal_weight``) steers the optimisation inside that allowance, and
+    :func:`limit_change` enforces it on the result, so ``flicker_ratio(out, frames) <=
+    max_flicker``. Where the source is still, the stylisation is still; where it moves, the
+    stylisation may move with it.
     """
     check_frames(frames)
     frames = _rgb(frames)
     style = _rgb(np.asarray(style))
     if int(iterations) != iterations or iterations < 1:
         raise KinemaError(f"neural style: iterations must be a whole number >= 1, got {iterations}")
+    if not (max_flicker == 0 or max_flicker >= 1) or not math.isfinite(max_flicker):
+        raise KinemaError(f"neural style: max_flicker must be 0 (off) or >= 1, got {max_flicker}")
     later = max(1, int(iterations) // 2) if later_iterations is None else int(later_iterations)
     h, w = frames.shape[1:3]
     if min(h, w) < 8:
@@ -306,9 +333,14 @@ def neural_style(frames: np.ndarray, style: np.ndarray, vgg: VGG19Features, iter
         content = _to_tensor(frame)
         with torch.no_grad():
             target = vgg(content, [CONTENT_LAYER])[CONTENT_LAYER]
+        allow = None
         if prev is None:
             init, anchor, conf, steps = content.clone(), None, None, int(iterations)
         else:
+            if max_flicker:  # per pixel, as a fraction of the 0..1 range: how far this frame may move
+                src_change = np.abs(frame.astype(np.float32) - frames[t - 1].astype(np.float32)).mean(-1)
+                allow = torch.from_numpy(max_flicker * src_change / 255.0)[None, None]
+                before = _to_tensor(prev)
             warped, c = _warp_previous(frames[t - 1], frame, out[t - 1])
             anchor = _to_tensor(warped)                    # float, 0..1
             conf = torch.from_numpy(c)[None, None].float()
@@ -329,12 +361,17 @@ def neural_style(frames: np.ndarray, style: np.ndarray, vgg: VGG19Features, iter
                 loss = loss + style_weight * sum(style_terms) / len(style_terms)
             if anchor is not None:
                 loss = loss + temporal_weight * (conf * (x - anchor).square()).mean() / 0.01
+            if allow is not None:  # change beyond the allowance (the result is then clipped to it)
+                excess = F.relu((x - before).abs().mean(1, keepdim=True) - allow)
+                loss = loss + temporal_weight * excess.square().mean() / 0.01
             loss.backward()
             opt.step()
             sched.step()
             with torch.no_grad():
                 x.clamp_(0, 1)
         out[t] = _to_uint8(x.detach())
+        if allow is not None:
+            out[t] = limit_change(out[t - 1], out[t], frames[t - 1], frame, max_flicker)
         prev = out[t]
         if progress is not None:
             progress(t + 1, len(frames))
