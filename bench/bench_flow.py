@@ -3,6 +3,7 @@
     python bench/bench_flow.py --vae-minutes 8 --minutes 15 --out runs/bench-flow --threads 1
     python bench/bench_flow.py --vae runs/vae --minutes 15            # reuse a trained videovae (latent grid)
     python bench/bench_flow.py --score runs/bench-flow                # only score an existing bench folder
+    python bench/bench_flow.py --vae runs/vae --train-args "--joint-images 4" --out runs/bench-flow-joint
 
 Steps, each as a user would run it:
 
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -139,6 +141,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=16, help="Euler steps of the scored samples")
     ap.add_argument("--cfg", type=float, default=1.0, help="guidance scale of the scored samples")
     ap.add_argument("--score", default=None, help="only score this existing bench folder")
+    ap.add_argument("--train-args", default="", help="more `kinema train` options for the flow run, e.g. "
+                                                      "'--joint-images 4 --model-opt depth=6'")
     args = ap.parse_args()
 
     import torch
@@ -160,7 +164,7 @@ def main() -> int:
         print(f"latent cache ready after {time.perf_counter() - t0:.1f} s", flush=True)
         cpu = run(kinema("train", "builtin:moving_digits", "--preset", "flow", "--vae", str(vae), "--minutes",
                          str(args.minutes), "--snapshot-kimg", str(args.snapshot_kimg), "--keep", "1000", "--out",
-                         str(flow), threads=args.threads))
+                         str(flow), *shlex.split(args.train_args), threads=args.threads))
         (out / "train_cpu_seconds.txt").write_text(f"{cpu:.1f}\n")
     real = real_clips(args.samples)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),

@@ -109,6 +109,39 @@ def _losses(out) -> list[float]:
     return [r["loss/flow"] for r in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss/flow" in r]
 
 
+def test_appended_images_are_independent_of_the_clip_and_of_each_other():
+    # Joint training: frames after the clip skip temporal attention and carry their own time and class.
+    net = randomise(build("flow", num_classes=3, width=32, depth=2, heads=2, patch=[1, 8, 8]).G.net)
+    gen = torch.Generator().manual_seed(1)
+    clip, images = torch.randn(2, 1, 4, 32, 32, generator=gen), torch.randn(2, 1, 3, 32, 32, generator=gen)
+    t_clip, t_img = torch.rand(2, generator=gen), torch.rand(2, 3, generator=gen)
+    y_clip, y_img = torch.tensor([0, 2]), torch.tensor([[1, 3, 0], [2, 2, 1]])   # 3 = the null class
+
+    def joint(clip, images, t_img=t_img, y_img=y_img):
+        t = torch.cat([t_clip[:, None].expand(2, 4), t_img], 1)
+        y = torch.cat([y_clip[:, None].expand(2, 4), y_img], 1)
+        with torch.no_grad():
+            return net(torch.cat([clip, images], 2), t, y, video=4)
+
+    with torch.no_grad():
+        alone = net(clip, t_clip, y_clip)
+    v = joint(clip, images)
+    assert torch.allclose(v[:, :, :4], alone, atol=1e-5)                    # the clip does not see the images
+    other = joint(torch.randn_like(clip), images)
+    assert torch.allclose(v[:, :, 4:], other[:, :, 4:], atol=1e-5)         # nor the images the clip
+    changed = images.clone()
+    changed[:, :, 0] = torch.randn_like(changed[:, :, 0])
+    w = joint(clip, changed)
+    assert torch.allclose(v[:, :, 5:], w[:, :, 5:], atol=1e-5) and not torch.allclose(v[:, :, 4], w[:, :, 4])
+    t2 = t_img.clone()
+    t2[:, 1] = 1 - t2[:, 1]
+    w = joint(clip, images, t_img=t2)                                      # each image has its own time
+    assert torch.allclose(v[:, :, [4, 6]], w[:, :, [4, 6]], atol=1e-5) and not torch.allclose(v[:, :, 5], w[:, :, 5])
+    with pytest.raises(KinemaError, match="time patches of 1"):
+        build("flow", width=32, depth=1, heads=2, patch=[2, 8, 8]).G.net(torch.zeros(1, 1, 6, 32, 32),
+                                                                        torch.zeros(1, 6), None, video=4)
+
+
 def test_flow_loss_falls(tmp_path, bars_archive):
     # 40 steps on the bars: most of a dark, faintly noisy frame with one bright bar is quickly learnt.
     cfg = tiny(bars_archive, tmp_path / "run", schedule={"kimg": 0.16, "ema_kimg": 0.01})
@@ -146,11 +179,12 @@ def assert_same(a, b, where=""):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("latent", [False, True], ids=["pixels", "latents"])
-def test_resume_is_exact(tmp_path, bars_archive, vae_run, latent, monkeypatch):
+@pytest.mark.parametrize("latent,images", [(False, 0), (True, 0), (True, 2)],
+                         ids=["pixels", "latents", "latents+images"])
+def test_resume_is_exact(tmp_path, bars_archive, vae_run, latent, images, monkeypatch):
     monkeypatch.setenv("KINEMA_CACHE", str(tmp_path / "cache"))
     model = dict(TINY_FLOW, vae=str(vae_run) if latent else None)
-    cfg = tiny(bars_archive, tmp_path / "a", model=model, schedule={"kimg": 0.028})
+    cfg = tiny(bars_archive, tmp_path / "a", model=model, schedule={"kimg": 0.028}, loss={"joint_images": images})
     straight = train(cfg, log=quiet)
     train(override(cfg, log={"out": str(tmp_path / "b")}, schedule={"kimg": 0.012}), log=quiet)
     ran = []
@@ -308,3 +342,37 @@ def test_torchrun_two_ranks_match_one_process(tmp_path, bars_archive, vae_run):
         assert torch.allclose(v, b["G"][k], atol=1e-5), k
         moved = max(moved, float((v - start[k]).abs().max())) if not k.startswith("decoder.") else moved
     assert moved > 1e-4                      # the runs trained (the comparison is not between two inits)
+
+
+def test_eval_samples_with_the_given_ode_settings(tmp_path, capsys):
+    from kinema.cli import main
+    from kinema.metrics.protocols import get_protocol
+    from kinema.metrics.sources import open_source
+    from kinema.models import save_generator
+
+    ms = build("flow", width=32, depth=1, heads=2, patch=[1, 8, 8], steps=4)
+    randomise(ms.G.net)
+    save_generator(tmp_path / "export-000000k.safetensors", ms.G, ms.name, ms.kwargs, {})
+    protocol = get_protocol("motion256_16f").with_num(2)
+
+    def clips(**sampler):
+        src = open_source(tmp_path, "fake")
+        src.set_sampler(**sampler)
+        return np.concatenate(list(src.clips(protocol, 2, 0, 2))), src.describe()["sampler"]
+
+    default, s4 = clips()
+    same, _ = clips(steps=4, solver="euler")
+    fewer, s2 = clips(steps=2, solver="heun")
+    assert s4["steps"] == 4 and s2 == {**s4, "steps": 2, "solver": "heun"}
+    assert np.array_equal(default, same) and not np.array_equal(default, fewer)
+    with pytest.raises(KinemaError, match="unconditional"):
+        clips(cfg=2.0)
+    # The command line: the flags reach the sampler; a folder of videos has no sampler to set.
+    assert main(["eval", "--metric", "motion256_16f", "--fake", str(tmp_path), "--cfg", "2"]) == 2
+    assert "unconditional" in capsys.readouterr().err
+    from kinema.io import write_video
+
+    write_video(tmp_path / "videos" / "a.mp4", np.zeros((4, 32, 32, 3), np.uint8), fps=8)
+    assert main(["eval", "--metric", "motion256_16f", "--fake", str(tmp_path / "videos"), "--steps", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flow model's export" in err[0]

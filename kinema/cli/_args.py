@@ -103,6 +103,17 @@ def apply_ranges(parser: argparse.ArgumentParser, ranges: dict, prefix: str = ""
         action.type = spec or (POSITIVE_INT if action.type is int else POSITIVE)
 
 
+SAMPLER_RANGES = {"steps": Range(int, 1, 10000), "cfg": Range(float, 0, 100)}
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser) -> None:
+    """``--steps / --cfg / --solver``: the ODE settings of flow models (the export's when not given).
+    A subcommand that adds them puts :data:`SAMPLER_RANGES` in its ``RANGES``."""
+    p.add_argument("--steps", type=int, default=None, help="flow models: ODE steps (default: the export's)")
+    p.add_argument("--cfg", type=float, default=None, help="flow models: classifier-free guidance scale (1 = none)")
+    p.add_argument("--solver", choices=["euler", "heun"], default=None, help="flow models: ODE solver")
+
+
 def one_line_exit(code) -> int:
     """SystemExit code -> int (argparse's --help exits 0, errors 2)."""
     if code is None:

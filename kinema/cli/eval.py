@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from kinema.cli._args import SAMPLER_RANGES, add_sampler_arguments
+
 NAME = "eval"
 HELP = "evaluate generated videos against real ones under named protocols (FVD, KVD, FID, KID, IS)"
 ORDER = 60
+RANGES = SAMPLER_RANGES  # kinema.cli._args
 
 
 def add_arguments(p) -> None:
@@ -25,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=int, default=16, help="clips per extractor batch")
     p.add_argument("--cache-dir", default=None, help="real-statistics cache (default $KINEMA_CACHE/metrics)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add_sampler_arguments(p)  # flow models: how --fake's videos are sampled (recorded in the results)
 
 
 def run(args) -> int:
@@ -35,5 +39,6 @@ def run(args) -> int:
     device = str(dist.init(args.device)) if dist.is_torchrun() else args.device
     with dist.session():
         evaluate(args.metric, args.real, args.fake, extractor=args.extractor, weights=args.weights, out=args.out,
-                 num=args.num, seed=args.seed, batch_size=args.batch, cache_dir=args.cache_dir, device=device)
+                 num=args.num, seed=args.seed, batch_size=args.batch, cache_dir=args.cache_dir, device=device,
+                 sampler={"steps": args.steps, "cfg": args.cfg, "solver": args.solver})
     return 0

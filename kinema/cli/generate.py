@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from kinema.cli._args import Range
+from kinema.cli._args import SAMPLER_RANGES, Range, add_sampler_arguments
 
 NAME = "generate"
 HELP = "generate videos from an exported model (one seed per video), or an interpolation between seeds"
 ORDER = 40
 RANGES = {"walk_loop": Range(int, 2), "interpolate": Range(int, 2), "jobs": Range(int, 1, 256),
-          "steps": Range(int, 1, 10000), "cfg": Range(float, 0, 100)}  # kinema.cli._args
+          **SAMPLER_RANGES}  # kinema.cli._args
 DESCRIPTION = """Generate videos from an inference export (.safetensors + .json, or a run folder: its latest
 export). Output: one file per video in --out DIR (default), one video file when --out names one
 (OUT.mp4, .webm, .gif, ...: the video of a single seed, or a grid of several), a tiled grid video
@@ -48,9 +48,7 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default=None, help="encoder speed preset (x264: ultrafast..veryslow)")
     p.add_argument("--jobs", type=int, default=1, help="videos encoded in parallel (one file per seed)")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
-    p.add_argument("--steps", type=int, default=None, help="flow models: ODE steps (default: the export's)")
-    p.add_argument("--cfg", type=float, default=None, help="flow models: classifier-free guidance scale (1 = none)")
-    p.add_argument("--solver", choices=["euler", "heun"], default=None, help="flow models: ODE solver")
+    add_sampler_arguments(p)
 
 
 def run(args) -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from kinema.cli._args import NONNEG_INT, Range
+from kinema.cli._args import NONNEG_INT, SAMPLER_RANGES, add_sampler_arguments
 
 NAME = "stream"
 HELP = "generate one long video chunk by chunk, encoded as it goes (file or stdout), in bounded memory"
 ORDER = 41
-RANGES = {"overlap": NONNEG_INT, "steps": Range(int, 1, 10000), "cfg": Range(float, 0, 100)}  # numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args)
+RANGES = {"overlap": NONNEG_INT, **SAMPLER_RANGES}  # numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args)
 DESCRIPTION = """Generate --frames frames of one seed in chunks, encoding each chunk as soon as it is made,
 so memory stays flat for any length. --out FILE writes a file atomically; --out - writes MPEG-TS
 (or --format raw: headerless rgb24 frames) to stdout, e.g.
@@ -41,9 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--realtime", action="store_true", help="pace output to the target fps (live viewing)")
     p.add_argument("--no-thread", action="store_true", help="encode on the generating thread (no overlap)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
-    p.add_argument("--steps", type=int, default=None, help="flow models: ODE steps (default: the export's)")
-    p.add_argument("--cfg", type=float, default=None, help="flow models: classifier-free guidance scale (1 = none)")
-    p.add_argument("--solver", choices=["euler", "heun"], default=None, help="flow models: ODE solver")
+    add_sampler_arguments(p)
 
 
 def run(args) -> int:

@@ -20,7 +20,7 @@ ORDER = 30
 # Numeric options that are not "integer >= 1 / real > 0" (kinema.cli._args).
 RANGES = {"r1": NONNEG, "grad_clip": NONNEG, "weight_decay": NONNEG, "ema_kimg": NONNEG, "workers": NONNEG_INT,
           "threads": Range(int, 1, 1024), "gpus": Range(int, 1, 1024), "resolution": SIDE,
-          "class_dropout": Range(float, 0, 1)}
+          "class_dropout": Range(float, 0, 1), "joint_images": Range(int, 0, 64)}
 
 # option -> (config section, field); None values (not given) leave the base config alone.
 FIELDS = {
@@ -28,7 +28,7 @@ FIELDS = {
     "workers": ("data", "num_workers"), "flip": ("data", "flip"),
     "model": ("model", "name"), "width": ("model", "width"), "conditional": ("model", "conditional"),
     "spectral_norm": ("model", "spectral_norm"), "vae": ("model", "vae"),
-    "class_dropout": ("loss", "class_dropout"),
+    "class_dropout": ("loss", "class_dropout"), "joint_images": ("loss", "joint_images"),
     "loss": ("loss", "kind"), "r1": ("loss", "r1_gamma"), "r1_interval": ("loss", "r1_interval"),
     "lr_g": ("optim", "g_lr"), "lr_d": ("optim", "d_lr"), "grad_clip": ("optim", "grad_clip"),
     "weight_decay": ("optim", "weight_decay"),
@@ -52,6 +52,8 @@ def add_arguments(p) -> None:
     p.add_argument("--vae", metavar="RUN|STATE|EXPORT",
                    help="flow: learn the latents of this videovae run (latent=grid); default: pixels")
     p.add_argument("--class-dropout", type=float, help="flow: share of clips trained without their class (for --cfg)")
+    p.add_argument("--joint-images", type=int, help="flow: independent frames of other clips appended to each clip "
+                                                    "(image-video joint training; 0 = off)")
     p.add_argument("--kimg", type=float, help="train for this many thousand clips (preset: 500)")
     p.add_argument("--minutes", type=float, help="also stop after this many minutes of wall clock")
     p.add_argument("--batch", type=int, help="global batch, split over ranks (preset: 32)")

@@ -248,8 +248,11 @@ def format_table(results: list[dict]) -> str:
 
 def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights=None, out=None,
              num: int | None = None, seed: int = 0, batch_size: int = 16, cache_dir=None,
-             device: str = "cpu", log=print) -> list[dict]:
+             device: str = "cpu", log=print, sampler: dict | None = None) -> list[dict]:
     """Evaluate each named protocol in ``metrics``; real/fake are paths (see ``sources.open_source``).
+
+    ``sampler``: ``{"steps", "cfg", "solver"}`` for a flow model's export (``None`` values keep the
+    export's settings); the settings used are recorded in each result's ``fake.sampler``.
 
     Under torchrun (``kinema.dist.init`` called) extraction is sharded over ranks, every rank
     returns the same results, and only rank 0 logs and appends to ``out``.
@@ -263,6 +266,11 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
         _existing_jsonl(out)  # a bad --out fails before any work
     real_src = open_source(real, "real", device) if real is not None else None
     fake_src = open_source(fake, "fake", device)
+    if sampler and any(v is not None for v in sampler.values()):
+        if fake_src.kind != "export":
+            raise KinemaError(f"{fake}: --steps, --cfg and --solver sample a flow model's export; --fake is a folder "
+                              "of videos")
+        fake_src.set_sampler(**sampler)
     extractors, results = {}, []
     for p in protocols:
         if p.metric in ("digits", "shapes"):  # its own classifier, no feature extractor

@@ -187,6 +187,12 @@ class ExportSource:
         self.G, self.config = load_generator(path, device=device)
         self.content_hash = self.config.get("sha256", "")
 
+    def set_sampler(self, steps=None, cfg=None, solver=None) -> dict:
+        """ODE settings of a flow model's export (kinema.models.flow.update_sampler)."""
+        from kinema.models.flow import update_sampler
+
+        return update_sampler(self.G, self.config.get("name", self.path), steps, cfg, solver)
+
     def clips(self, protocol: Protocol, count: int, seed: int, batch_size: int,
               shard: bool = False) -> Iterator[np.ndarray | None]:
         G, frames, others = self.G, protocol.frames, _others(shard) or self.G.frames
@@ -212,8 +218,11 @@ class ExportSource:
         return gen()
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "path": self.path, "content_hash": self.content_hash,
-                "model": self.config.get("name"), "kimg": self.config.get("meta", {}).get("kimg")}
+        out = {"kind": self.kind, "path": self.path, "content_hash": self.content_hash,
+               "model": self.config.get("name"), "kimg": self.config.get("meta", {}).get("kimg")}
+        if hasattr(self.G, "sampler"):  # a flow model: how its videos were sampled
+            out["sampler"] = dict(self.G.sampler)
+        return out
 
 
 def open_source(spec, role: str, device: str = "cpu"):

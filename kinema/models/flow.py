@@ -100,13 +100,19 @@ class Block(nn.Module):
         # shift, scale, gate for each of the three sub-layers (zeroed by FlowTransformer: identity at start).
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 9 * dim))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, video: int | None = None) -> torch.Tensor:
+        """x [B, T, S, D]; c [B, 1, D] (one condition per clip) or [B, T, D] (per frame); the first
+        ``video`` frames (default all) form the clip, the rest are independent images: they skip
+        temporal attention (joint image-video training)."""
         b, t, s, d = x.shape
-        m = self.ada(c)[:, None, None].chunk(9, dim=-1)                       # each [B, 1, 1, D]
+        v = t if video is None else video
+        m = self.ada(c)[:, :, None].chunk(9, dim=-1)                         # each [B, 1 or T, 1, D]
         h = modulate(self.norms[0](x), m[0], m[1]).reshape(b * t, s, d)       # frames as sequences
         x = x + m[2] * self.space(h).view(b, t, s, d)
-        h = modulate(self.norms[1](x), m[3], m[4]).transpose(1, 2).reshape(b * s, t, d)  # positions as sequences
-        x = x + m[5] * self.time(h).view(b, s, t, d).transpose(1, 2)
+        xv = x[:, :v]
+        h = modulate(self.norms[1](xv), m[3][:, :v], m[4][:, :v]).transpose(1, 2).reshape(b * s, v, d)  # positions
+        xv = xv + m[5][:, :v] * self.time(h).view(b, s, v, d).transpose(1, 2)
+        x = xv if v == t else torch.cat([xv, x[:, v:]], 1)
         return x + m[8] * self.mlp(modulate(self.norms[2](x), m[6], m[7]))
 
 
@@ -117,6 +123,10 @@ class FlowTransformer(nn.Module):
     ``"learned"`` (a per-frame and a per-position table, added) or ``"sincos"`` (fixed sinusoids).
     Clips shorter than ``frames`` (e.g. single frames, with pt = 1) use the first rows of the
     time table. ``y == num_classes`` is the null class (classifier-free guidance).
+
+    ``t`` and ``y`` are [B] (one per clip) or [B, T/pt] (one per token frame). ``video`` (frames):
+    only the first ``video`` frames are a clip; the frames after them are independent images, with
+    their own time and class, no time position and no temporal attention (joint training, pt = 1).
     """
 
     def __init__(self, channels: int, frames: int, height: int, width: int, patch=(1, 2, 2), dim: int = 128,
@@ -150,24 +160,36 @@ class FlowTransformer(nn.Module):
         if self.y_embed is not None:
             nn.init.normal_(self.y_embed.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                video: int | None = None) -> torch.Tensor:
         b, c, T, H, W = x.shape
         pt, ph, pw = self.patch
         tt, hh, ww = T // pt, H // ph, W // pw
+        tv = tt if video is None else video // pt
+        if video is not None and (pt != 1 or not 1 <= video <= T):
+            raise KinemaError(f"flow: appended images need time patches of 1 and 1 <= video <= {T}; got "
+                              f"patch {list(self.patch)}, video {video}")
         tokens = (x.reshape(b, c, tt, pt, hh, ph, ww, pw).permute(0, 2, 4, 6, 1, 3, 5, 7)
                   .reshape(b, tt, hh * ww, c * pt * ph * pw))                  # [B, T', S, patch]
-        h = self.embed(tokens.to(self.embed.weight.dtype)) + self.pos_t[:, :tt] + self.pos_s
-        cond = self.t_embed(t)
-        if self.y_embed is not None:
-            if y is None:
-                raise KinemaError("flow: this model is class-conditional; labels are required")
-            cond = cond + self.y_embed(y)
+        pos_t = F.pad(self.pos_t[:, :tv], (0, 0, 0, 0, 0, tt - tv))           # images: no time position
+        h = self.embed(tokens.to(self.embed.weight.dtype)) + pos_t + self.pos_s
+        cond = self.condition(t, y)                                            # [B, 1 or T', D]
         for block in self.blocks:
-            h = block(h, cond)
-        shift, scale = self.final_ada(cond)[:, None, None].chunk(2, dim=-1)
+            h = block(h, cond, tv)
+        shift, scale = self.final_ada(cond)[:, :, None].chunk(2, dim=-1)
         out = self.out(modulate(self.final_norm(h), shift, scale))             # [B, T', S, patch]
         return (out.reshape(b, tt, hh, ww, c, pt, ph, pw).permute(0, 4, 1, 5, 2, 6, 3, 7)
                 .reshape(b, c, T, H, W))
+
+    def condition(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Flow time [B] or [B, F] (+ class, same shapes) -> adaLN condition [B, 1 or F, D]."""
+        t = t[:, None] if t.dim() == 1 else t
+        cond = self.t_embed(t.flatten()).view(*t.shape, -1)
+        if self.y_embed is not None:
+            if y is None:
+                raise KinemaError("flow: this model is class-conditional; labels are required")
+            cond = cond + self.y_embed(y[:, None] if y.dim() == 1 else y)
+        return cond
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,8 +275,8 @@ class FlowGenerator(nn.Module):
         return {"noise": torch.randn((n,) + self.latent_shape, generator=generator).to(device)}
 
     def forward(self, latents: dict[str, torch.Tensor], labels: torch.Tensor | None = None) -> torch.Tensor:
-        if "x" in latents:  # training: the velocity at (x_t, t)
-            return self.net(latents["x"], latents["t"], labels)
+        if "x" in latents:  # training: the velocity at (x_t, t) (frames after "video": appended images)
+            return self.net(latents["x"], latents["t"], labels, latents.get("video"))
         need_labels(self.num_classes, labels, "flow")
         with torch.no_grad():  # sampling is never differentiated: no graph over the ODE's steps
             return self.decode(self.sample(latents["noise"], labels, **self.sampler))
@@ -316,6 +338,24 @@ def check_sampler(steps: int, solver: str, cfg: float, num_classes: int) -> None
         raise KinemaError("flow: --cfg needs a class-conditional model (this one is unconditional)")
 
 
+def update_sampler(G, name: str, steps: int | None = None, cfg: float | None = None,
+                   solver: str | None = None) -> dict:
+    """Change the ODE settings ``G.sampler`` of a flow generator (``None`` keeps a setting).
+
+    -> the settings now in force. KinemaError for a generator without a sampler (not a flow model)
+    or for settings :func:`check_sampler` refuses; ``G`` is unchanged then.
+    """
+    if steps is None and cfg is None and solver is None:
+        return dict(getattr(G, "sampler", {}))
+    if not hasattr(G, "sampler"):
+        raise KinemaError(f"model '{name}' is not a flow model; --steps, --cfg and --solver do not apply")
+    new = dict(G.sampler)
+    new.update({k: v for k, v in (("steps", steps), ("cfg", cfg), ("solver", solver)) if v is not None})
+    check_sampler(new["steps"], new["solver"], float(new["cfg"]), getattr(G, "num_classes", 0))
+    G.sampler = new
+    return dict(new)
+
+
 def guided_velocity(net: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance: ``v_u + scale * (v_c - v_u)``, v_u with the null class.
 
@@ -331,19 +371,23 @@ def guided_velocity(net: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: to
 # Training objective.
 
 def flow_loss(G: nn.Module, x1: torch.Tensor, labels: torch.Tensor | None, noise: torch.Tensor, t: torch.Tensor,
-              drop: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Rectified-flow loss for a batch of data ``x1`` [B, ...] (pixels in [-1, 1] or normalised latents).
+              drop: torch.Tensor | None = None, video: int | None = None) -> dict[str, torch.Tensor]:
+    """Rectified-flow loss for a batch of data ``x1`` [B, C, T, H, W] (pixels in [-1, 1] or
+    normalised latents).
 
-    ``noise`` shaped like x1, ``t`` [B] in (0, 1), ``drop`` [B] bool: whose class is replaced by
-    the null class (classifier-free guidance). ``x_t = (1 - t) noise + t x1``; the network
-    regresses the velocity ``x1 - noise``; the loss is the mean squared error (fp32).
+    ``noise`` shaped like x1; ``t`` in (0, 1), ``labels`` and ``drop`` (bool: whose class is
+    replaced by the null class, for classifier-free guidance) are [B], or [B, T] per frame when the
+    frames after the first ``video`` are appended images (:func:`kinema.train.flow.append_images`).
+    ``x_t = (1 - t) noise + t x1``; the network regresses the velocity ``x1 - noise``; the loss is
+    the mean squared error (fp32).
     """
     if labels is not None and drop is not None:
         num_classes = _unwrap(G).num_classes
         labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
-    tb = t.view(-1, *([1] * (x1.dim() - 1))).to(x1.dtype)
+    tb = (t[:, None, :, None, None] if t.dim() == 2 else t.view(-1, 1, 1, 1, 1)).to(x1.dtype)
     xt = (1 - tb) * noise + tb * x1
-    v = G({"x": xt, "t": t}, labels)
+    latents = {"x": xt, "t": t} if video is None else {"x": xt, "t": t, "video": video}
+    v = G(latents, labels)
     loss = F.mse_loss(v.float(), (x1 - noise).float())
     return {"total": loss}
 

@@ -59,17 +59,9 @@ class Model:
     def set_sampler(self, steps: int | None = None, cfg: float | None = None, solver: str | None = None) -> dict:
         """ODE settings of a flow model (``None`` keeps the current one): ``steps``, ``cfg`` (guidance
         scale, 1 = none), ``solver`` ("euler" | "heun"). Returns the settings now in force."""
-        if steps is None and cfg is None and solver is None:
-            return dict(getattr(self.G, "sampler", {}))
-        if not hasattr(self.G, "sampler"):
-            raise KinemaError(f"model '{self.name}' is not a flow model; --steps, --cfg and --solver do not apply")
-        from kinema.models.flow import check_sampler
+        from kinema.models.flow import update_sampler
 
-        new = dict(self.G.sampler)
-        new.update({k: v for k, v in (("steps", steps), ("cfg", cfg), ("solver", solver)) if v is not None})
-        check_sampler(new["steps"], new["solver"], float(new["cfg"]), self.num_classes)
-        self.G.sampler = new
-        return dict(new)
+        return update_sampler(self.G, self.name, steps, cfg, solver)
 
     def _device(self, device):
         if device is not None and check_device(device) != self.device:

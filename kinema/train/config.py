@@ -56,6 +56,7 @@ class LossConfig:
     class_dropout: float = 0.1             # flow: share of clips trained without their class (for --cfg)
     time_mean: float = 0.0                 # flow: flow times t = sigmoid(N(time_mean, time_std^2))
     time_std: float = 1.0
+    joint_images: int = 0                  # flow: independent frames appended to each clip (image-video joint training)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,11 @@ class TrainConfig:
             (not (self.model.vae and self.data.flip), "flip: not available with --vae (latents are cached unflipped)"),
             (0 <= self.loss.class_dropout < 1, "class_dropout: must be in [0, 1)"),
             (self.loss.time_std > 0, "time_std: must be > 0"),
+            (0 <= self.loss.joint_images <= 64, "joint_images: must be between 0 and 64"),
+            (not self.loss.joint_images or self.model.name == "flow", "joint_images: only the flow model trains on "
+             "appended images"),
+            (not (self.loss.joint_images and self.schedule.world_invariant),
+             "joint_images: not available with world_invariant (images are drawn from each rank's own clips)"),
             (self.loss.kind in ("ns", "hinge"), f"loss: unknown kind {self.loss.kind!r} (ns, hinge)"),
             (self.schedule.batch >= 1, "batch: must be >= 1"),
             (self.schedule.kimg > 0 or self.schedule.minutes > 0, "kimg: must be > 0 (or give --minutes)"),

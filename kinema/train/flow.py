@@ -207,12 +207,15 @@ class LatentLoader:
         self.clips.load_state_dict(state)
 
 
-def draws(gen, x1: torch.Tensor, class_dropout: float, time_mean: float, time_std: float):
-    """The random inputs of one flow step for data ``x1`` [B, ...]: (noise like x1, t [B], drop [B]).
+def draws(gen, x1: torch.Tensor, class_dropout: float, time_mean: float, time_std: float,
+          video: int | None = None):
+    """The random inputs of one flow step for data ``x1`` [B, C, T, ...]: (noise like x1, t, drop).
 
     t is logit-normal: sigmoid(N(time_mean, time_std^2)), which spends the training on the middle
-    of the path where the velocity is hardest to predict (mean 0, std 1 as in SD3). ``gen`` is a
-    CPU generator, or a :class:`kinema.train.augment.GlobalDraws` (world-invariant runs: the draws
+    of the path where the velocity is hardest to predict (mean 0, std 1 as in SD3); ``drop``: whose
+    class is dropped. Both are [B], or, when the frames after the first ``video`` are appended
+    images, [B, T]: the clip's frames share one draw, each image has its own. ``gen`` is a CPU
+    generator, or a :class:`kinema.train.augment.GlobalDraws` (world-invariant runs: the draws
     cover the global batch and each rank keeps its rows).
     """
     from kinema.devices import to_device
@@ -223,7 +226,33 @@ def draws(gen, x1: torch.Tensor, class_dropout: float, time_mean: float, time_st
     if isinstance(gen, GlobalDraws):
         g, rows = gen.gen, slice(gen.rank * b, (gen.rank + 1) * b)
         b *= gen.world
+    each = 1 if video is None else 1 + x1.shape[2] - video     # the clip, then each image
     noise = torch.randn((b,) + tuple(x1.shape[1:]), generator=g)[rows]
-    t = torch.sigmoid(time_mean + time_std * torch.randn(b, generator=g))[rows]
-    drop = (torch.rand(b, generator=g) < class_dropout)[rows]
+    t = torch.sigmoid(time_mean + time_std * torch.randn(b, each, generator=g))[rows]
+    drop = (torch.rand(b, each, generator=g) < class_dropout)[rows]
+    if video is None:
+        t, drop = t[:, 0], drop[:, 0]
+    else:  # per frame: the clip's draw repeated over its frames
+        clip = [0] * video + list(range(1, each))
+        t, drop = t[:, clip], drop[:, clip]
     return (to_device(noise, x1.device).to(x1.dtype), to_device(t, x1.device), to_device(drop, x1.device))
+
+
+def append_images(gen: torch.Generator, x1: torch.Tensor, labels: torch.Tensor | None, k: int):
+    """Video-image joint training (as in Latte): after each clip of ``x1`` [B, C, T, H, W], ``k``
+    frames of random clips of the batch at random times, each an independent image for the
+    transformer (no temporal attention, its own flow time and class).
+
+    -> (x1 [B, C, T + k, H, W], labels [B, T + k] per frame or None, T). Drawn from ``gen`` (the
+    loop's latent generator: resumable). On a VAE's latents a "frame" is a latent frame.
+    """
+    from kinema.devices import to_device
+
+    b, T = x1.shape[0], x1.shape[2]
+    j = torch.randint(b, (b, k), generator=gen)
+    tau = torch.randint(T, (b, k), generator=gen)
+    j, tau = to_device(j, x1.device), to_device(tau, x1.device)
+    images = x1[j, :, tau].permute(0, 2, 1, 3, 4)                  # [B, k, C, H, W] -> [B, C, k, H, W]
+    if labels is not None:
+        labels = torch.cat([labels[:, None].expand(b, T), labels[j]], 1)
+    return torch.cat([x1, images], 2), labels, T

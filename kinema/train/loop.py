@@ -372,9 +372,12 @@ def flow_main(ctx: StepContext, real, labels, stats_on: bool) -> None:
 
     cfg, d, n = ctx.cfg.loss, ctx.draws, ctx.nets
     gen = GlobalDraws(d.latent, d.rank, d.world) if d.invariant else d.latent
-    noise, t, drop = flow_train.draws(gen, real, cfg.class_dropout, cfg.time_mean, cfg.time_std)
+    video = None
+    if cfg.joint_images:  # independent frames appended to each clip (refused with world_invariant)
+        real, labels, video = flow_train.append_images(d.latent, real, labels, cfg.joint_images)
+    noise, t, drop = flow_train.draws(gen, real, cfg.class_dropout, cfg.time_mean, cfg.time_std, video)
     with ctx.amp:
-        terms = flow_loss(n.G_train, real, labels, noise, t, drop)
+        terms = flow_loss(n.G_train, real, labels, noise, t, drop, video)
     ctx.guard.add("flow", terms["total"])
     terms["total"].backward()
     _opt_step(ctx.opts["G"], [p for p in n.G.parameters() if p.requires_grad], "flow", ctx, stats_on)
