@@ -9,7 +9,7 @@ import torch
 from kinema.cli import main
 from kinema.edit import interpolate_frames
 from kinema.edit.motion import estimate_motion, interpolate_motion
-from kinema.edit.style import VGG19Features, flicker_ratio, load_vgg19, look_transfer, neural_style
+from kinema.edit.style import VGG19Features, flicker, flicker_ratio, limit_change, load_vgg19, look_transfer, neural_style
 from kinema.errors import KinemaError
 from kinema.io import read_video, write_video
 
@@ -167,6 +167,26 @@ def test_neural_style_changes_frames_and_stays_within_the_flicker_bound(vgg_file
     assert out.shape == clip.shape and out.dtype == np.uint8
     assert np.abs(out.astype(np.float64) - clip).mean() > 8      # visibly stylised
     assert flicker_ratio(out, clip) <= 1.5
+
+
+def test_limit_change_bounds_each_pixel_by_the_sources_change():
+    rng = np.random.default_rng(0)
+    src = rng.integers(0, 256, (5, 16, 16, 3)).astype(np.uint8)
+    src[:, :4] = src[0, :4]                                     # a band that never changes
+    out = [rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)]  # a stylisation that flickers wildly
+    for t in range(1, 5):
+        out.append(limit_change(out[-1], rng.integers(0, 256, (16, 16, 3)).astype(np.uint8), src[t - 1], src[t], 1.5))
+    out = np.stack(out)
+    assert flicker_ratio(out, src) <= 1.5 and flicker(out) > 0
+    assert np.array_equal(out[:, :4], np.broadcast_to(out[0, :4], out[:, :4].shape))   # still where the source is
+    change = np.abs(np.diff(out.astype(float), axis=0)).mean(-1)
+    assert (change <= 1.5 * np.abs(np.diff(src.astype(float), axis=0)).mean(-1) + 1e-9).all()
+    moved = np.abs(src[1].astype(int) - src[0]).mean(-1) >= 1      # a change within the allowance is kept as is
+    small = np.clip(out[-1].astype(int) + 1, 0, 255)
+    kept = limit_change(out[-1], small.astype(np.uint8), src[0], src[1], 1.5)
+    assert moved[4:].all() and np.array_equal(kept[moved], small[moved]) and np.array_equal(kept[:4], out[-1][:4])
+    with pytest.raises(KinemaError, match="max_flicker"):
+        neural_style(src, src[0], VGG19Features(), iterations=1, max_flicker=0.5)
 
 
 def test_vgg_weight_files_are_checked(tmp_path, monkeypatch, video_factory, capsys):
