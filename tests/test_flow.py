@@ -376,3 +376,27 @@ def test_eval_samples_with_the_given_ode_settings(tmp_path, capsys):
     assert main(["eval", "--metric", "motion256_16f", "--fake", str(tmp_path / "videos"), "--steps", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "flow model's export" in err[0]
+
+
+def test_eval_prepares_a_builtin_real_set_at_the_exports_clip_size(tmp_path, bars_archive, monkeypatch):
+    import kinema.data
+    from kinema.metrics.sources import open_source
+    from kinema.models import save_generator
+
+    ms = build("flow", width=32, depth=1, heads=2, patch=[1, 8, 8], frames=4, steps=2)
+    save_generator(tmp_path / "export-000000k.safetensors", ms.G, ms.name, ms.kwargs, {})
+    asked = []
+
+    def resolve(spec, resolution, frames, **kw):   # stands in for preparing the 2,000-video built-in set
+        asked.append((spec, resolution, frames, kw.get("channels")))
+        return bars_archive
+    monkeypatch.setattr(kinema.data, "resolve_source", resolve)
+    fake = open_source(tmp_path, "fake")
+    real = open_source("builtin:moving_digits", "real", like=fake)
+    assert asked == [("builtin:moving_digits", 32, 4, 1)] and real.kind == "archive"
+    assert real.path == str(bars_archive.path)
+    from kinema.io import write_video
+
+    write_video(tmp_path / "videos" / "a.mp4", np.zeros((4, 32, 32, 3), np.uint8), fps=8)
+    with pytest.raises(KinemaError, match="built-in --real dataset takes its clip size from an export"):
+        open_source("builtin:moving_digits", "real", like=open_source(tmp_path / "videos", "fake"))

@@ -264,8 +264,8 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
     protocols = [get_protocol(m).with_num(num) for m in metrics]
     if out is not None:
         _existing_jsonl(out)  # a bad --out fails before any work
-    real_src = open_source(real, "real", device) if real is not None else None
     fake_src = open_source(fake, "fake", device)
+    real_src = open_source(real, "real", device, like=fake_src) if real is not None else None
     if sampler and any(v is not None for v in sampler.values()):
         if fake_src.kind != "export":
             raise KinemaError(f"{fake}: --steps, --cfg and --solver sample a flow model's export; --fake is a folder "

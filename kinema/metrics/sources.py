@@ -225,9 +225,21 @@ class ExportSource:
         return out
 
 
-def open_source(spec, role: str, device: str = "cpu"):
-    """``spec`` (archive folder, folder of videos, or export file) -> a source; role "real"/"fake"."""
+def open_source(spec, role: str, device: str = "cpu", like=None):
+    """``spec`` (archive folder, folder of videos, or export file) -> a source; role "real"/"fake".
+
+    A real ``builtin:NAME`` is the built-in dataset prepared (or reused from the cache) at the
+    clip size of ``like``, the fake source's export.
+    """
     p = Path(str(spec))
+    if role == "real" and not p.exists() and str(spec).startswith("builtin:"):
+        if getattr(like, "kind", None) != "export":
+            raise KinemaError(f"{spec}: a built-in --real dataset takes its clip size from an export as --fake; "
+                              "with a folder of videos, prepare it first (kinema prepare) and give the archive")
+        from kinema.data import resolve_source
+
+        G = like.G
+        return ArchiveSource(resolve_source(spec, G.resolution, G.frames, channels=G.channels).path)
     if not p.exists():
         raise KinemaError(f"{spec}: --{role} source not found")
     if p.is_dir() and (p / "index.json").exists():
