@@ -11,8 +11,8 @@ built-in datasets (moving digits, bouncing shapes, camera pans over photographs)
 
 Neural style: flicker ratio = mean |consecutive stylised frame difference| / the source's own,
 for the temporally stable method (warped initialisation + temporal loss) with its default
-flicker bound (1.5) and without it, and for each frame stylised on its own. VGG-19 weights: random in torchvision's layout unless --weights names
-the published file (nothing is downloaded).
+flicker bound (1.5) and without it, and for each frame stylised on its own. VGG-19 weights:
+random in torchvision's layout unless --weights names the published file (nothing is downloaded).
 """
 
 from __future__ import annotations

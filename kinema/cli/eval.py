@@ -15,7 +15,8 @@ def add_arguments(p) -> None:
 
     p.add_argument("--metric", action="append", required=True, metavar="PROTOCOL",
                    help=f"protocol name, repeatable: {', '.join(PROTOCOLS)}")
-    p.add_argument("--real", default=None, help="real videos: a kinema archive folder, a folder of video files, or builtin:NAME (at the export's clip size)")
+    p.add_argument("--real", default=None, help="real videos: a kinema archive folder, a folder of video files, "
+                                                 "or builtin:NAME (prepared at the export's clip size)")
     p.add_argument("--fake", required=True,
                    help="generated videos: a training export (.safetensors; generates with seeds SEED..) or a folder")
     p.add_argument("--extractor", choices=["builtin", "i3d", "inception"], default="builtin",

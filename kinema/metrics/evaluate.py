@@ -265,12 +265,12 @@ def evaluate(metrics: list[str], real, fake, extractor: str = "builtin", weights
     if out is not None:
         _existing_jsonl(out)  # a bad --out fails before any work
     fake_src = open_source(fake, "fake", device)
-    real_src = open_source(real, "real", device, like=fake_src) if real is not None else None
-    if sampler and any(v is not None for v in sampler.values()):
+    if sampler and any(v is not None for v in sampler.values()):  # before a built-in real set is prepared
         if fake_src.kind != "export":
             raise KinemaError(f"{fake}: --steps, --cfg and --solver sample a flow model's export; --fake is a folder "
                               "of videos")
         fake_src.set_sampler(**sampler)
+    real_src = open_source(real, "real", device, like=fake_src) if real is not None else None
     extractors, results = {}, []
     for p in protocols:
         if p.metric in ("digits", "shapes"):  # its own classifier, no feature extractor
